@@ -1,0 +1,1 @@
+"""Video data: PyAV decoding, frame sampling, datasets, batch-level augmentation, digits-motion."""

@@ -1,0 +1,54 @@
+"""Multi-head self-attention through ``scaled_dot_product_attention`` (flash/memory-efficient kernels)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+QkvBias = Literal["fused", "qv", "none"]
+
+
+class Attention(nn.Module):
+    """Self-attention with a fused qkv projection.
+
+    Args:
+        dim: token width D.
+        num_heads: heads; D must divide evenly.
+        qkv_bias: ``"fused"`` one bias on the qkv linear (timm/CLIP); ``"qv"`` separate q and v biases with no
+            k bias (official VideoMAE ``modeling_pretrain.py``: ``qkv_bias = cat(q_bias, zeros, v_bias)``,
+            BEiT's convention — a k bias cancels in softmax anyway); ``"none"`` no bias.
+        proj_bias: bias on the output projection.
+    """
+
+    def __init__(self, dim: int, num_heads: int, qkv_bias: QkvBias = "fused", proj_bias: bool = True) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias == "fused")
+        if qkv_bias == "qv":
+            self.q_bias = nn.Parameter(torch.zeros(dim))
+            self.v_bias = nn.Parameter(torch.zeros(dim))
+        else:
+            self.q_bias = self.v_bias = None
+        self.proj = nn.Linear(dim, dim, bias=proj_bias)
+
+    def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B,N,D] -> q, k, v each [B,heads,N,head_dim]."""
+        bias = self.qkv.bias
+        if self.q_bias is not None:
+            bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
+        qkv = F.linear(x, self.qkv.weight, bias)
+        b, n, _ = x.shape
+        qkv = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        return qkv[0], qkv[1], qkv[2]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B,N,D] -> [B,N,D]."""
+        q, k, v = self.qkv_heads(x)
+        out = F.scaled_dot_product_attention(q, k, v)  # [B,h,N,hd]
+        return self.proj(out.transpose(1, 2).flatten(2))

@@ -1,0 +1,91 @@
+"""Shallow MAE-style decoder: encoder tokens + learnable mask tokens -> predictions at masked positions.
+
+Used by VideoMAE (normalised pixels) and MVD (teacher features, two decoders of equal shape). The layout
+follows official VideoMAE ``modeling_pretrain.py`` (``PretrainVisionTransformer``): a bias-free linear
+``encoder_to_decoder``, fixed 1-D sincos position embeddings, the visible tokens first and the mask tokens
+after them, and the head applied to the mask tokens only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from vidfm.layers.attention import QkvBias
+from vidfm.layers.block import Block
+from vidfm.layers.pos_embed import sincos_1d
+from vidfm.models.encoder import _init_weights
+
+# Encoder size name -> (decoder width, heads). S/B/L/H from official VideoMAE ``modeling_pretrain.py``
+# (``pretrain_videomae_{small,base,large,huge}_patch16_224``); T is vidfm's, following the same half-width rule.
+DECODER_SIZES: dict[str, tuple[int, int]] = {"T": (96, 3), "S": (192, 3), "B": (384, 6), "L": (512, 8), "H": (640, 8)}
+
+
+@dataclass
+class DecoderConfig:
+    """depth: blocks (4 in VideoMAE, 2 in MVD); width/heads: None = the encoder size's default
+    (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`."""
+
+    depth: int = 4
+    width: int | None = None
+    heads: int | None = None
+    mlp_ratio: float = 4.0
+    qkv_bias: QkvBias = "qv"
+    norm_eps: float = 1e-6
+    drop_path: float = 0.0
+
+
+def decoder_dims(cfg: DecoderConfig, encoder_size: str) -> tuple[int, int]:
+    name = encoder_size.split("/")[0]
+    width, heads = DECODER_SIZES.get(name, (None, None))
+    width, heads = cfg.width or width, cfg.heads or heads
+    if width is None or heads is None:
+        raise ValueError(f"no default decoder width for encoder size {encoder_size!r}; set decoder.width/heads")
+    return width, heads
+
+
+class MaskedDecoder(nn.Module):
+    """Predicts ``out_dim`` values for every masked token.
+
+    Args:
+        in_dim: encoder width.
+        cfg: decoder hyper-parameters.
+        width, heads: resolved decoder width and heads (see :func:`decoder_dims`).
+        out_dim: prediction size per token (3·t·p·p for pixels, the teacher width for features).
+        grid: token grid (T', H', W') the position table is built for.
+    """
+
+    def __init__(
+        self, in_dim: int, cfg: DecoderConfig, width: int, heads: int, out_dim: int, grid: tuple[int, int, int]
+    ) -> None:
+        super().__init__()
+        self.grid = tuple(grid)
+        self.encoder_to_decoder = nn.Linear(in_dim, width, bias=False)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.register_buffer("pos_embed", sincos_1d(math.prod(grid), width)[None], persistent=False)
+        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(width, heads, cfg.mlp_ratio, cfg.qkv_bias, "layernorm", cfg.norm_eps, drop_path=r) for r in rates
+        )
+        self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
+        self.head = nn.Linear(width, out_dim)
+        self.apply(_init_weights)
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"mask_token"}
+
+    def forward(self, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """tokens [B,Nv,Din] (encoder output at ``visible`` [B,Nv]); masked [B,Nm] -> [B,Nm,out_dim]."""
+        b = tokens.shape[0]
+        pos = self.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
+        width = pos.shape[-1]
+        pos_vis = torch.gather(pos, 1, visible.unsqueeze(-1).expand(-1, -1, width))
+        pos_mask = torch.gather(pos, 1, masked.unsqueeze(-1).expand(-1, -1, width))
+        x = torch.cat([self.encoder_to_decoder(tokens) + pos_vis, self.mask_token.to(tokens.dtype) + pos_mask], 1)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x[:, -masked.shape[1] :]))

@@ -1,0 +1,35 @@
+"""Small shared helpers: device choice, logging, seeding."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+
+log = logging.getLogger("vidfm")
+
+
+def default_device() -> torch.device:
+    """CUDA when present, else CPU: every command uses a GPU by itself when one is there."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def setup_logging(level: int = logging.INFO) -> None:
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
+def make_generator(seed: int, *streams: int, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded by (seed, *streams), e.g. (seed, rank, step), so a resumed run repeats itself."""
+    mixed = seed
+    for s in streams:
+        # splitmix-style mixing keeps nearby (rank, step) pairs from giving correlated streams.
+        mixed = (mixed * 0x9E3779B97F4A7C15 + s + 0x632BE59BD9B4E019) & 0xFFFFFFFFFFFFFFFF
+        mixed ^= mixed >> 31
+    g = torch.Generator(device=device)
+    g.manual_seed(mixed & 0x7FFFFFFFFFFFFFFF)
+    return g

@@ -1,0 +1,544 @@
+"""The one trainer: a task ``(batch, generator) -> {"loss", parts}`` over any map-style dataset.
+
+It owns what every method shares: resumable data order, per-step lr/wd schedules, autocast, gradient
+accumulation and clipping, skipping non-finite steps, metrics, checkpoints and resume. Randomness is
+a function of ``(seed, rank, step)``: the task's generator and the global torch RNG (dropout) are
+re-seeded from it every step, and each epoch's order comes from ``(seed, epoch)``, so a resumed run
+repeats the uninterrupted one exactly.
+
+Distributed seam: ``rank``/``world_size`` come from ``torch.distributed`` when it is initialised; the
+sampler shards each epoch by rank and only rank 0 writes files. ``self.task`` is the raw module (state
+dict, optimizer groups); ``self.model`` is what the step calls, so a DDP/FSDP wrapper from
+``vidfm.train.distributed`` can replace it without touching the rest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from vidfm.config import save_config
+from vidfm.io import atomic_write_text
+from vidfm.train.checkpoint import (
+    latest_checkpoint,
+    load_model_weights,
+    load_trainer_state,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    trainable_state_dict,
+)
+from vidfm.train.optim import build_optimizer, frozen_prefixes, param_groups, set_lr_wd
+from vidfm.train.schedule import cosine_schedule
+from vidfm.utils import default_device, log, make_generator
+
+# Stream id mixed into (seed, rank, step) for the global RNG (dropout), so that it never replays the
+# task generator's sequence.
+_GLOBAL_RNG_STREAM = 0x5EED
+_RESERVED = {
+    "step",
+    "lr",
+    "wd",
+    "grad_norm",
+    "clips_per_s",
+    "data_wait_frac",
+    "time",
+    "epoch",
+    "skipped",
+    "ok",
+}
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite for ``max_bad_steps`` steps)."""
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings; ``lr`` is the absolute base learning rate (recipes scale it by batch size)."""
+
+    steps: int = 1000
+    batch_size: int = 8  # per rank and micro-batch
+    lr: float = 1.5e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 0
+    warmup_lr: float = 0.0
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # None: constant weight decay
+    layer_decay: float = 1.0  # < 1 needs task.layer_id(name) and task.num_layers
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    clip_grad: float | None = None
+    accum_steps: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    ckpt_every: int = 500  # 0: only at the end
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 4
+    max_bad_steps: int = 5
+    device: str = "auto"
+    progress: bool = True
+    resume: bool = True
+
+
+def _validate(cfg: TrainConfig) -> None:
+    positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.warmup_steps <= cfg.steps:
+        raise ValueError(
+            f"TrainConfig.warmup_steps must be in [0, steps={cfg.steps}], got {cfg.warmup_steps}"
+        )
+    if cfg.ckpt_every < 0 or cfg.workers < 0:
+        raise ValueError("TrainConfig.ckpt_every and workers must be >= 0")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"TrainConfig.precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+
+
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)`` from ``torch.distributed`` if initialised, else ``(0, 1)``."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+class EpochSampler(Sampler):
+    """Deterministic, resumable order: epoch ``e`` is a permutation from ``(seed, e)``, sharded by rank.
+
+    Yields ``(epoch, index)`` pairs (read by :class:`_EpochDataset`) for whole batches only; after
+    ``set_epoch(e, start_batch)`` the first ``start_batch`` batches are skipped here, so a resumed run
+    never decodes them.
+    """
+
+    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
+        """Args: size: dataset length; batch_size: per-rank batch; seed: order seed; rank, world_size."""
+        self.size, self.batch_size, self.seed = size, batch_size, seed
+        self.rank, self.world_size = rank, world_size
+        self.batches_per_epoch = (size // world_size) // batch_size
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"dataset of {size} items is too small for batch_size {batch_size} x {world_size} rank(s)"
+            )
+        self.epoch, self.start_batch = 0, 0
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        if not 0 <= start_batch < self.batches_per_epoch:
+            raise ValueError(f"start_batch {start_batch} not in [0, {self.batches_per_epoch})")
+        self.epoch, self.start_batch = epoch, start_batch
+
+    def epoch_indices(self, epoch: int) -> list[int]:
+        """This rank's indices of ``epoch`` in order, ``batches_per_epoch * batch_size`` of them."""
+        perm = torch.randperm(self.size, generator=make_generator(self.seed, epoch))
+        mine = perm[: (self.size // self.world_size) * self.world_size][self.rank :: self.world_size]
+        return mine[: self.batches_per_epoch * self.batch_size].tolist()
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        epoch = self.epoch
+        for index in self.epoch_indices(epoch)[self.start_batch * self.batch_size :]:
+            yield epoch, index
+
+    def __len__(self) -> int:
+        return (self.batches_per_epoch - self.start_batch) * self.batch_size
+
+
+class _EpochDataset(Dataset):
+    """Reads ``(epoch, index)`` keys and calls ``dataset.set_epoch`` inside whichever process fetches:
+    with persistent workers a ``set_epoch`` in the main process would never reach the workers' copies."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset, self.epoch = dataset, None
+
+    def __len__(self) -> int:
+        return len(self.dataset)  # type: ignore[arg-type]
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        epoch, index = key
+        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+        self.epoch = epoch
+        return self.dataset[index]
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Move tensors in nested dicts/lists/tuples to ``device`` (non-blocking; pinned on CUDA)."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+class Trainer:
+    """Trains ``task`` on ``dataset`` for ``cfg.steps`` optimizer updates; see the module docstring."""
+
+    def __init__(
+        self,
+        task: nn.Module,
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        dataset: Dataset,
+        collate: Callable[[list], dict] | None = None,
+        config_to_save: Any = None,
+        on_log: Callable[[dict], None] | None = None,
+    ) -> None:
+        """Args:
+        task: module with ``forward(batch, generator) -> {"loss": scalar, **parts}``; frozen parts live
+            under ``teacher*`` (or ``task.frozen_prefixes``) and are neither optimised nor saved.
+        cfg: trainer settings.
+        run_dir: run folder (config.yaml, metrics.jsonl, checkpoints/); resumed from when it has a
+            checkpoint and ``cfg.resume``.
+        dataset: any map-style dataset; ``set_epoch(epoch)`` is called when it has one.
+        collate: ``list of items -> batch dict`` (torch's default collate when None).
+        config_to_save: the resolved run config written to config.yaml (``cfg`` itself when None).
+        on_log: called with every logged record (rank 0).
+        """
+        _validate(cfg)
+        self.cfg, self.run_dir, self.on_log = cfg, Path(run_dir), on_log
+        self.config_to_save = config_to_save
+        self.rank, self.world_size = dist_info()
+        self.device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
+        self.task = task.to(self.device)
+        self._freeze()
+        self.model: nn.Module = torch.compile(self.task) if cfg.compile else self.task  # type: ignore[assignment]
+        self.dataset, self.collate = dataset, collate
+        self.sampler = EpochSampler(len(dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size)  # type: ignore[arg-type]
+        self.optimizer = build_optimizer(self._groups(), cfg.lr, tuple(cfg.betas), cfg.eps)  # type: ignore[arg-type]
+        self.lr = cosine_schedule(cfg.lr, cfg.min_lr, cfg.steps, cfg.warmup_steps, cfg.warmup_lr)
+        wd_end = cfg.weight_decay if cfg.weight_decay_end is None else cfg.weight_decay_end
+        # Weight decay follows a cosine without warmup, as VideoMAE run_mae_pretraining.py.
+        self.wd = cosine_schedule(cfg.weight_decay, wd_end, cfg.steps, 0)
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if use_bf16 else None
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.bad_total = self.bad_in_row = 0
+        self.history: list[dict] = []  # every record logged by this process
+        self.last: dict[str, Any] = {}  # the latest record
+        self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self._iter: Iterator | None = None
+
+    # ----- set-up -----
+    def _freeze(self) -> None:
+        # Frozen modules stay in eval mode (no dropout/drop-path in teachers) and get no gradients.
+        frozen = frozen_prefixes(self.task)
+        self.task.train()
+        for name, module in self.task.named_modules():
+            if name.startswith(frozen):
+                module.eval()
+        for name, p in self.task.named_parameters():
+            if name.startswith(frozen):
+                p.requires_grad_(False)
+
+    def _groups(self) -> list[dict]:
+        cfg = self.cfg
+        if cfg.layer_decay >= 1.0:
+            return param_groups(self.task, cfg.weight_decay)
+        if not (callable(getattr(self.task, "layer_id", None)) and hasattr(self.task, "num_layers")):
+            raise ValueError("layer_decay < 1 needs task.layer_id(name) -> int and task.num_layers")
+        return param_groups(
+            self.task,
+            cfg.weight_decay,
+            layer_id=self.task.layer_id,  # type: ignore[arg-type]
+            layer_decay=cfg.layer_decay,
+            num_layers=int(self.task.num_layers),  # type: ignore[arg-type]
+        )
+
+    def _loader(self) -> DataLoader:
+        w = self.cfg.workers
+        return DataLoader(
+            _EpochDataset(self.dataset),
+            batch_size=self.cfg.batch_size,
+            sampler=self.sampler,
+            collate_fn=self.collate,
+            num_workers=w,
+            persistent_workers=w > 0,
+            pin_memory=self.device.type == "cuda",
+            drop_last=True,
+            # Its own generator, so building an iterator never draws from the global RNG.
+            generator=torch.Generator().manual_seed(self.cfg.seed),
+        )
+
+    # ----- resume -----
+    def _trainer_state(self) -> dict[str, Any]:
+        epoch, pos = self.epoch, self.batch_in_epoch
+        if pos >= self.sampler.batches_per_epoch:
+            epoch, pos = epoch + 1, 0
+        return {
+            "version": 1,
+            "step": self.step,
+            "epoch": epoch,
+            "batch_in_epoch": pos,
+            "batch_size": self.cfg.batch_size,
+            "world_size": self.world_size,
+            "seed": self.cfg.seed,
+            "optimizer": self.optimizer.state_dict(),
+            "rng": rng_state(),
+            "bad_steps_total": self.bad_total,
+            "bad_steps_in_row": self.bad_in_row,
+        }
+
+    def _resume(self) -> bool:
+        ckpt = latest_checkpoint(self.run_dir)
+        if ckpt is not None and not self.cfg.resume:
+            log.warning("%s has checkpoints but resume is off: starting from step 0", self.run_dir)
+        if ckpt is None or not self.cfg.resume:
+            return False
+        load_model_weights(ckpt, self.task, strict=True)
+        state = load_trainer_state(ckpt)
+        saved = [n for g in state["optimizer"]["param_groups"] for n in g.get("param_names", [])]
+        current = [n for g in self.optimizer.param_groups for n in g["param_names"]]
+        if saved != current:
+            raise TrainingError(f"{ckpt}: optimizer parameters differ from the task's; cannot resume")
+        self.optimizer.load_state_dict(state["optimizer"])
+        for key in ("batch_size", "world_size", "seed"):
+            now = self.world_size if key == "world_size" else getattr(self.cfg, key)
+            if state[key] != now:
+                log.warning(
+                    "resume: %s changed from %s to %s; the data order will differ", key, state[key], now
+                )
+        self.step, self.epoch, self.batch_in_epoch = (
+            int(state[k]) for k in ("step", "epoch", "batch_in_epoch")
+        )
+        if self.batch_in_epoch >= self.sampler.batches_per_epoch:  # the dataset shrank: next epoch
+            self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+        self.bad_total, self.bad_in_row = int(state["bad_steps_total"]), int(state["bad_steps_in_row"])
+        set_rng_state(state["rng"])
+        log.info(
+            "resumed from %s (step %d, epoch %d, batch %d)", ckpt, self.step, self.epoch, self.batch_in_epoch
+        )
+        return True
+
+    def _truncate_metrics(self) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if self.rank != 0 or not path.is_file():
+            return
+        kept = [
+            line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step
+        ]
+        atomic_write_text(path, "".join(line + "\n" for line in kept))
+
+    # ----- one step -----
+    def _next_batch(self) -> dict:
+        while True:
+            if self._iter is None:
+                if self.batch_in_epoch >= self.sampler.batches_per_epoch:
+                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
+                self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+                self._iter = iter(self._data)
+            try:
+                batch = next(self._iter)
+            except StopIteration:
+                self._iter = None
+                self.batch_in_epoch = self.sampler.batches_per_epoch
+                continue
+            self.batch_in_epoch += 1
+            return batch
+
+    def _forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        ctx = (
+            torch.autocast(self.device.type, dtype=self.autocast_dtype)
+            if self.autocast_dtype is not None
+            else contextlib.nullcontext()
+        )
+        with ctx:
+            out = self.model(batch, generator)
+        if not isinstance(out, dict) or "loss" not in out:
+            raise TypeError(f"task must return a dict with 'loss', got {type(out).__name__}")
+        clash = _RESERVED & set(out)
+        if clash:
+            raise ValueError(f"task output names {sorted(clash)} clash with trainer metrics")
+        parts = {}
+        for k, v in out.items():
+            v = torch.as_tensor(v, device=self.device)
+            if v.numel() != 1:
+                raise ValueError(f"task output {k!r} must be a scalar, got shape {tuple(v.shape)}")
+            parts[k] = v.reshape(())
+        if not parts["loss"].requires_grad:
+            raise TrainingError("task loss does not require grad: nothing to train")
+        return parts
+
+    def _train_step(self, i: int) -> tuple[dict[str, torch.Tensor], float]:
+        """Optimizer update ``i`` (0-based): ``accum_steps`` micro-batches, clip, step unless non-finite.
+
+        Returns the parts averaged over micro-batches (plus ``grad_norm`` and ``ok``) and the data wait.
+        """
+        cfg = self.cfg
+        set_lr_wd(self.optimizer, float(self.lr[i]), float(self.wd[i]))
+        generator = make_generator(cfg.seed, self.rank, i, device=self.device)
+        torch.manual_seed(make_generator(cfg.seed, self.rank, i, _GLOBAL_RNG_STREAM).initial_seed())
+        wait, sums = 0.0, {}
+        for _ in range(cfg.accum_steps):
+            t0 = time.perf_counter()
+            batch = self._next_batch()
+            wait += time.perf_counter() - t0
+            parts = self._forward(to_device(batch, self.device), generator)
+            (parts["loss"] / cfg.accum_steps).backward()
+            for k, v in parts.items():
+                sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.accum_steps
+        grads = [p.grad for p in self._params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        ok = torch.isfinite(sums["loss"]) & torch.isfinite(norm)
+        sums["grad_norm"], sums["ok"] = norm.float(), ok.float()
+        if bool(ok):  # the one host sync of a step
+            if cfg.clip_grad is not None:
+                torch.nn.utils.clip_grads_with_norm_(self._params, cfg.clip_grad, norm)
+            self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums, wait
+
+    # ----- outputs -----
+    def _emit(self, record: dict) -> None:
+        self.history.append(record)
+        if self.rank != 0:
+            return
+        self._metrics.write(json.dumps(record) + "\n")
+        self._metrics.flush()
+        if self._tb is not None:
+            for k, v in record.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self._tb.add_scalar(f"train/{k}", v, record["step"])
+        if self.on_log is not None:
+            self.on_log(record)
+
+    def _save(self) -> None:
+        if self.rank == 0:
+            save_checkpoint(
+                self.run_dir,
+                self.step,
+                trainable_state_dict(self.task),
+                self._trainer_state(),
+                self.cfg.keep_last,
+            )
+
+    def _open_outputs(self, resumed: bool) -> None:
+        self._metrics, self._tb = None, None
+        if self.rank != 0:
+            return
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        save_config(
+            self.cfg if self.config_to_save is None else self.config_to_save, self.run_dir / "config.yaml"
+        )
+        # Records past the restart point (from an interrupted or a replaced run) give way to this run's.
+        self._truncate_metrics()
+        self._metrics = open(self.run_dir / "metrics.jsonl", "a")
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard is optional
+            return
+        self._tb = SummaryWriter(str(self.run_dir / "tb"), purge_step=self.step + 1 if resumed else None)
+
+    def _record(
+        self, sums: dict[str, torch.Tensor], ok: bool, steps: int, step_time: float, wait: float
+    ) -> dict:
+        """One metrics record for the step just done; ``steps``/``step_time``/``wait`` cover the window
+        since the previous record (clips/s and data-wait fraction are window averages)."""
+        values = dict(zip(sums, torch.stack(list(sums.values())).tolist(), strict=True))
+        global_batch = self.cfg.batch_size * self.cfg.accum_steps * self.world_size
+        i = self.step - 1
+        record: dict[str, Any] = {"step": self.step}
+        # JSON has no NaN/inf: a non-finite value is written as null.
+        record.update({k: (v if math.isfinite(v) else None) for k, v in values.items()})
+        record.update(
+            lr=float(self.lr[i]),
+            wd=float(self.wd[i]),
+            clips_per_s=steps * global_batch / max(step_time, 1e-9),
+            data_wait_frac=wait / max(step_time, 1e-9),
+            epoch=self.epoch,
+            time=time.time(),
+        )
+        if not ok:
+            record["skipped"] = self.bad_total
+            log.warning(
+                "step %d: non-finite loss or gradient, update skipped (%d so far)", self.step, self.bad_total
+            )
+        elif self.step % self.cfg.log_every == 0:
+            log.info(
+                "step %d/%d loss %.4g lr %.3g grad_norm %.3g clips/s %.1f data wait %.0f%%",
+                self.step, self.cfg.steps, values["loss"], record["lr"], values["grad_norm"],
+                record["clips_per_s"], 100 * record["data_wait_frac"],
+            )  # fmt: skip
+        return record
+
+    def fit(self) -> dict[str, Any]:
+        """Train to ``cfg.steps`` (resuming when the run folder has a checkpoint); returns a summary:
+        final ``step``, ``loss`` and ``parts`` of the last logged step, ``skipped_steps``, ``time_s``."""
+        from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
+
+        cfg, start_time = self.cfg, time.perf_counter()
+        resumed = self._resume()
+        start_step = self.step
+        self._open_outputs(resumed)
+        self._data = self._loader()
+        self.last = {}
+        show = cfg.progress and self.rank == 0
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
+        try:
+            # Log lines go through tqdm.write so they do not tear the progress bar.
+            with logging_redirect_tqdm([log]) if show else contextlib.nullcontext():
+                self._loop(bar)
+        finally:
+            bar.close()
+            self._iter = None
+            del self._data  # drops the loader, which shuts its persistent workers down
+            if self._metrics is not None:
+                self._metrics.close()
+            if self._tb is not None:
+                self._tb.close()
+        return {
+            "step": self.step,
+            "steps_this_run": self.step - start_step,
+            "resumed": resumed,
+            "loss": self.last.get("loss"),
+            "parts": {k: v for k, v in self.last.items() if k not in _RESERVED and k != "loss"},
+            "skipped_steps": self.bad_total,
+            "time_s": time.perf_counter() - start_time,
+            "run_dir": str(self.run_dir),
+        }
+
+    def _loop(self, bar: Any) -> None:
+        cfg = self.cfg
+        window = (0, 0.0, 0.0)  # steps, seconds and data-wait seconds since the last record
+        while self.step < cfg.steps:
+            t0 = time.perf_counter()
+            sums, wait = self._train_step(self.step)
+            self.step += 1
+            ok = bool(sums.pop("ok"))
+            self.bad_in_row = 0 if ok else self.bad_in_row + 1
+            self.bad_total += 0 if ok else 1
+            window = (window[0] + 1, window[1] + time.perf_counter() - t0, window[2] + wait)
+            if not ok or self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                self.last = self._record(sums, ok, *window)
+                window = (0, 0.0, 0.0)
+                self._emit(self.last)
+                loss = self.last["loss"] if self.last["loss"] is not None else float("nan")
+                bar.set_postfix(
+                    loss=f"{loss:.4g}",
+                    lr=f"{self.last['lr']:.2e}",
+                    clips_s=f"{self.last['clips_per_s']:.1f}",
+                    wait=f"{100 * self.last['data_wait_frac']:.0f}%",
+                    refresh=False,
+                )
+            bar.update(1)
+            if self.bad_in_row >= cfg.max_bad_steps:
+                parts = {k: v for k, v in self.last.items() if k not in _RESERVED}
+                raise TrainingError(
+                    f"loss was not finite for {self.bad_in_row} steps in a row at step {self.step} "
+                    f"(or its gradient norm was not: {self.last.get('grad_norm')}); last parts: {parts}"
+                )
+            if (cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == cfg.steps:
+                self._save()

@@ -19,8 +19,16 @@ T = TypeVar("T")
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
-    """Plain nested dict of a config dataclass (tuples become lists)."""
-    return dataclasses.asdict(cfg)
+    """Plain nested dict of a config dataclass (tuples become lists, so YAML stays plain)."""
+    return _plain(dataclasses.asdict(cfg))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _field_types(cls: type) -> dict[str, Any]:

@@ -1,1 +1,1 @@
-
+"""Evaluation: frozen features, probes (linear, kNN), reports. Separate from training."""

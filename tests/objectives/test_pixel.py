@@ -1,0 +1,28 @@
+import torch
+
+from vidfm.objectives.pixel import patchify, pixel_target, unpatchify
+
+
+def test_patchify_round_trip_and_token_order():
+    video = torch.randn(2, 3, 4, 16, 24)
+    tokens = patchify(video, tubelet=2, patch=8)  # grid (2, 2, 3)
+    assert tokens.shape == (2, 12, 2 * 8 * 8, 3)
+    # token index = t*H*W + h*W + w: token 1*6 + 1*3 + 2 is tubelet t=1, row 1, column 2
+    expected = video[0, :, 2:4, 8:16, 16:24].permute(1, 2, 3, 0).reshape(-1, 3)
+    assert torch.equal(tokens[0, 6 + 3 + 2], expected)
+    back = unpatchify(tokens.flatten(2), (2, 2, 3), 2, 8)
+    assert torch.equal(back, video)
+
+
+def test_pixel_target_matches_official_normalisation():
+    torch.manual_seed(0)
+    mean, std = torch.tensor([0.485, 0.456, 0.406]), torch.tensor([0.229, 0.224, 0.225])
+    raw = torch.rand(1, 3, 2, 16, 16)
+    video = (raw - mean.view(1, 3, 1, 1, 1)) / std.view(1, 3, 1, 1, 1)
+    target = pixel_target(video, mean, std, tubelet=2, patch=8, normalize=True)
+    # written out for one patch: per-channel mean / unbiased std over its 2*8*8 pixels
+    patch = raw[0, :, :, :8, 8:16].reshape(3, -1)  # token (0, 0, 1)
+    ref = ((patch - patch.mean(1, keepdim=True)) / (patch.var(1, keepdim=True).sqrt() + 1e-6)).T.reshape(-1)
+    torch.testing.assert_close(target[0, 1], ref, atol=1e-5, rtol=1e-5)
+    plain = pixel_target(video, mean, std, tubelet=2, patch=8, normalize=False)
+    torch.testing.assert_close(plain[0, 1], patch.T.reshape(-1), atol=1e-6, rtol=1e-6)

@@ -1,0 +1,137 @@
+"""Pieces shared by the VideoMAE-family converters (HF transformers and official VideoMAE layouts).
+
+vidfm's own state-dict layout is the one the pre-training task saves: ``encoder.<VideoEncoder keys>`` and,
+when a decoder is present, ``decoder.<MaskedDecoder keys>``. Converters produce that layout plus the
+configs, and :func:`build_models` turns the three back into modules, checking every key and shape so a
+layout mismatch is a clear error, never a silently half-loaded model.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+
+from vidfm.layers.attention import QkvBias
+from vidfm.models.decoder import DECODER_SIZES, DecoderConfig, MaskedDecoder, decoder_dims
+from vidfm.models.encoder import SIZES, EncoderConfig, VideoEncoder
+
+StateDict = dict[str, torch.Tensor]
+
+
+class Converted(NamedTuple):
+    """A checkpoint in vidfm's layout.
+
+    encoder, decoder: configs (decoder None for encoder-only checkpoints).
+    state_dict: ``encoder.*`` / ``decoder.*`` tensors.
+    extras: tensors kept beside the model, e.g. the ``fc_norm.*`` / ``head.*`` classifier of a fine-tuned
+        official checkpoint (empty when there are none).
+    """
+
+    encoder: EncoderConfig
+    decoder: DecoderConfig | None
+    state_dict: StateDict
+    extras: StateDict
+
+
+def encoder_config(
+    width: int, depth: int, heads: int, mlp_hidden: int, patch: int, **fields: Any
+) -> EncoderConfig:
+    """EncoderConfig for given dimensions: a standard size string (``"B/16"``) when they match one, else the
+    size whose MLP ratio fits, with explicit width/depth/heads overrides. ``fields``: other config fields."""
+    for name, (w, d, h, mlp) in SIZES.items():
+        if (w, d, h) == (width, depth, heads) and int(w * mlp) == mlp_hidden:
+            return EncoderConfig(size=f"{name}/{patch}", **fields)
+    # EncoderConfig has no MLP-ratio field: the ratio comes from the size name, so pick a name that gives it.
+    for name, (_, _, _, mlp) in SIZES.items():
+        if int(width * mlp) == mlp_hidden:
+            return EncoderConfig(size=f"{name}/{patch}", width=width, depth=depth, heads=heads, **fields)
+    ratios = sorted({mlp for *_, mlp in SIZES.values()})
+    raise ValueError(
+        f"MLP hidden size {mlp_hidden} for width {width} (ratio {mlp_hidden / width:.4g}) is not one vidfm's "
+        f"encoder sizes provide (ratios {ratios})"
+    )
+
+
+def standard_heads(width: int, decoder: bool = False) -> int:
+    """Heads of the standard encoder (:data:`SIZES`) or decoder (:data:`DECODER_SIZES`) of this width."""
+    rows = DECODER_SIZES.values() if decoder else ((w, h) for w, _, h, _ in SIZES.values())
+    table = dict(rows)
+    if width not in table:
+        what = "decoder" if decoder else "encoder"
+        raise ValueError(f"{what} width {width} is no standard size; pass its number of heads explicitly")
+    return table[width]
+
+
+def decoder_config(
+    depth: int, width: int, heads: int, mlp_hidden: int, qkv_bias: QkvBias, eps: float
+) -> DecoderConfig:
+    """DecoderConfig with explicit width/heads (no dependence on the encoder size name)."""
+    ratio = mlp_hidden / width
+    if int(width * ratio) != mlp_hidden:
+        raise ValueError(
+            f"decoder MLP hidden size {mlp_hidden} is not representable as width {width} × ratio"
+        )
+    return DecoderConfig(
+        depth=depth, width=width, heads=heads, mlp_ratio=ratio, qkv_bias=qkv_bias, norm_eps=eps
+    )
+
+
+def count_blocks(keys: list[str] | set[str], prefix: str) -> int:
+    """Number of blocks ``{prefix}{i}.…`` (indices must run 0..n-1)."""
+    idx = {int(k[len(prefix) :].split(".")[0]) for k in keys if k.startswith(prefix)}
+    if idx != set(range(len(idx))):
+        raise ValueError(f"block indices under {prefix!r} are not contiguous from 0: {sorted(idx)}")
+    return len(idx)
+
+
+def split_state_dict(state_dict: StateDict) -> tuple[StateDict, StateDict, StateDict]:
+    """vidfm layout -> (encoder keys, decoder keys, other keys), prefixes removed from the first two."""
+    enc, dec, other = {}, {}, {}
+    for k, v in state_dict.items():
+        if k.startswith("encoder."):
+            enc[k[len("encoder.") :]] = v
+        elif k.startswith("decoder."):
+            dec[k[len("decoder.") :]] = v
+        else:
+            other[k] = v
+    return enc, dec, other
+
+
+def load_checked(module: nn.Module, state_dict: StateDict, what: str) -> None:
+    """``load_state_dict(strict=True)``, with an error naming unexpected/missing keys and bad shapes."""
+    expected = module.state_dict()
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
+    shapes = [
+        f"{k}: {tuple(state_dict[k].shape)} vs {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state_dict and state_dict[k].shape != v.shape
+    ]
+    if missing or unexpected or shapes:
+        raise ValueError(
+            f"{what} weights do not fit the model: unexpected keys {unexpected[:12]}, missing keys "
+            f"{missing[:12]}, shape mismatches {shapes[:12]}"
+        )
+    module.load_state_dict(state_dict, strict=True)
+
+
+def build_models(
+    encoder_cfg: EncoderConfig, decoder_cfg: DecoderConfig | None, state_dict: StateDict
+) -> tuple[VideoEncoder, MaskedDecoder | None]:
+    """Instantiate the encoder (and decoder) from configs and load vidfm-layout weights (strictly)."""
+    enc_sd, dec_sd, _ = split_state_dict(state_dict)
+    if not enc_sd:
+        raise ValueError("state dict has no 'encoder.*' keys; is it in vidfm layout?")
+    encoder = VideoEncoder(encoder_cfg)
+    load_checked(encoder, enc_sd, "encoder")
+    decoder = None
+    if decoder_cfg is not None:
+        if "head.weight" not in dec_sd:
+            raise ValueError("a decoder config was given but the state dict has no 'decoder.head.weight'")
+        width, heads = decoder_dims(decoder_cfg, encoder_cfg.size)
+        out_dim = dec_sd["head.weight"].shape[0]  # 3·t·p·p for pixels; the teacher width for features
+        decoder = MaskedDecoder(encoder.width, decoder_cfg, width, heads, out_dim, encoder.grid)
+        load_checked(decoder, dec_sd, "decoder")
+    return encoder.eval(), (decoder.eval() if decoder is not None else None)

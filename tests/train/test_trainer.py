@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_toys import LinearToyTask, MaskedToyTask, NanOnStepsTask, ToyVideos, collate
+from train_toys import LinearToyTask, MaskedToyTask, NanOnStepsTask, ToyVideos, collate, tokens
 
 from vidfm.config import load_config
 from vidfm.train.trainer import EpochSampler, TrainConfig, Trainer, TrainingError
@@ -76,6 +76,8 @@ def test_crash_and_resume_with_cosine_schedule_and_accumulation(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "crash", c, on_log=crash_at_6)
     assert max(losses(tmp_path / "crash")) == 6
+    with open(tmp_path / "crash" / "metrics.jsonl", "a") as f:
+        f.write('{"step": 7, "lo')  # a record torn by the crash
     resumed = run(tmp_path / "crash", c)
     assert resumed.history[0]["step"] == 5
     assert losses(tmp_path / "crash") == losses(tmp_path / "full")
@@ -209,3 +211,19 @@ def test_bad_inputs_are_clear_errors(tmp_path):
         Trainer(NoLoss(), cfg(steps=2, warmup_steps=3), tmp_path, ToyVideos(), collate)
     with pytest.raises(ValueError, match="layer_decay"):
         Trainer(NoLoss(), cfg(layer_decay=0.5), tmp_path, ToyVideos(), collate)
+
+
+def test_bf16_autocast_and_progress_bar(tmp_path, capsys):
+    dtypes = []
+
+    class Probe(LinearToyTask):
+        def forward(self, batch, generator):
+            dtypes.append(self.proj(tokens(batch).mean(1)).dtype)
+            return super().forward(batch, generator)
+
+    torch.manual_seed(0)
+    trainer = Trainer(Probe(), cfg(steps=2, precision="bf16", progress=True), tmp_path, ToyVideos(), collate)
+    summary = trainer.fit()
+    assert dtypes == [torch.bfloat16] * 2 and summary["loss"] is not None
+    assert trainer.task.proj.weight.dtype == torch.float32  # autocast never changes the stored weights
+    assert "train" in capsys.readouterr().err

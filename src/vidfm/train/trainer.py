@@ -326,10 +326,14 @@ class Trainer:
         path = self.run_dir / "metrics.jsonl"
         if self.rank != 0 or not path.is_file():
             return
-        kept = [
-            line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= self.step
-        ]
-        atomic_write_text(path, "".join(line + "\n" for line in kept))
+        kept = []
+        for line in path.read_text().splitlines():
+            try:
+                if json.loads(line)["step"] <= self.step:
+                    kept.append(line + "\n")
+            except (ValueError, KeyError, TypeError):  # a line torn by a crash mid-write
+                continue
+        atomic_write_text(path, "".join(kept))
 
     # ----- one step -----
     def _next_batch(self) -> dict:

@@ -45,18 +45,8 @@ from vidfm.utils import default_device, log, make_generator
 # Stream id mixed into (seed, rank, step) for the global RNG (dropout), so that it never replays the
 # task generator's sequence.
 _GLOBAL_RNG_STREAM = 0x5EED
-_RESERVED = {
-    "step",
-    "lr",
-    "wd",
-    "grad_norm",
-    "clips_per_s",
-    "data_wait_frac",
-    "time",
-    "epoch",
-    "skipped",
-    "ok",
-}
+# Record keys the trainer owns; a task part with one of these names would overwrite a metric.
+_RESERVED = frozenset("step lr wd grad_norm clips_per_s data_wait_frac time epoch skipped ok".split())
 
 
 class TrainingError(RuntimeError):

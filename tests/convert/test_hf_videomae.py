@@ -6,6 +6,7 @@ import json
 
 import pytest
 import torch
+import yaml
 from safetensors.torch import load_file
 
 transformers = pytest.importorskip("transformers")
@@ -192,3 +193,30 @@ def test_cli_round_trip(tmp_path, monkeypatch) -> None:
             load_encoder(tmp_path / "hf")(video().permute(0, 2, 1, 3, 4)).tokens - ref
         ).abs().max() <= 1e-5
     assert cli.main(["convert", str(tmp_path / "missing"), str(tmp_path / "x")]) == 2
+
+
+def test_training_run_folder_loads_and_converts_to_hf(tmp_path, monkeypatch) -> None:
+    # A run as the trainer leaves it: RUN/config.yaml (the recipe) + RUN/checkpoints/step_*/model.safetensors.
+    from vidfm import cli
+    from vidfm.config import to_dict
+    from vidfm.train.checkpoint import save_checkpoint
+
+    monkeypatch.setattr(cli, "COMMAND_MODULES", ["vidfm.commands.convert"])
+    hf = tiny_hf("VideoMAEForPreTraining", layer_norm_eps=1e-6)
+    enc_cfg, dec_cfg, sd = from_hf_videomae(hf)
+    # shaped like a recipe config (vidfm.recipes.videomae.VideoMAERecipe): sections beside encoder/decoder
+    run_cfg = {"recipe": "videomae", "encoder": to_dict(enc_cfg), "decoder": to_dict(dec_cfg)}
+    run_cfg |= {"mask": {"kind": "tube", "ratio": 0.9}, "train": {"batch_size": 2, "steps": 10}}
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "config.yaml").write_text(yaml.safe_dump(run_cfg))
+    save_checkpoint(tmp_path / "run", 5, {k: torch.zeros_like(v) for k, v in sd.items()}, {})
+    save_checkpoint(tmp_path / "run", 10, sd, {})  # the latest step is the one read
+    x = video().permute(0, 2, 1, 3, 4)
+    with torch.no_grad():
+        assert (
+            load_encoder(tmp_path / "run")(x).tokens - hf.videomae(video()).last_hidden_state
+        ).abs().max() <= 1e-5
+    args = ["convert", str(tmp_path / "run"), str(tmp_path / "hf"), "--from", "vidfm", "--to", "hf"]
+    assert cli.main(args) == 0
+    back = transformers.VideoMAEForPreTraining.from_pretrained(tmp_path / "hf")
+    assert all(torch.equal(v, back.state_dict()[k]) for k, v in hf.state_dict().items())

@@ -86,22 +86,14 @@ def _find_section(data: Any, name: str, cls: type) -> dict | None:
     return None
 
 
-def _weights_file(path: Path) -> Path:
-    if path.is_file():
-        return path
-    if (path / WEIGHTS).is_file():
-        return path / WEIGHTS
-    steps = sorted((path / "checkpoints").glob(f"step_*/{WEIGHTS}"))
-    if steps:
-        return steps[-1]  # zero-padded step numbers: the last name is the latest step
-    raise FileNotFoundError(f"{path}: no {WEIGHTS} and no checkpoints/step_*/{WEIGHTS}")
-
-
 def load_vidfm_checkpoint(path: str | Path) -> Converted:
     """Read a vidfm checkpoint: a converted folder, a run folder (latest step), a step folder or a weights
     file. The config comes from the safetensors metadata or the nearest ``config.yaml`` above the weights."""
-    weights = _weights_file(Path(path))
     from safetensors import safe_open
+
+    from vidfm.train.checkpoint import resolve_model_file  # latest complete step of a run folder
+
+    weights = resolve_model_file(path)
 
     with safe_open(str(weights), "pt") as f:
         text = (f.metadata() or {}).get(_META_KEY)

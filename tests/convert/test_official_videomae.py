@@ -135,6 +135,9 @@ def test_unknown_layouts_name_the_keys(tmp_path) -> None:
         from_official_videomae(
             {**sd, "teacher.proj.weight": torch.zeros(1)}, heads=4, num_frames=4, img_size=32
         )
+    finetuned = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
+    with pytest.raises(ValueError, match="blocks.0.attn.rel_pos_bias"):
+        from_official_videomae({**finetuned, "blocks.0.attn.rel_pos_bias": torch.zeros(1)}, heads=4)
     with pytest.raises(ValueError, match="expected 'model' or 'module'"):
         from_official_videomae({"state": sd, "epoch": 3}, heads=4)
     with pytest.raises(ValueError, match="not an official VideoMAE encoder"):

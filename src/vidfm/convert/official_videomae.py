@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import pickle
+import re
 from pathlib import Path
 
 import torch
@@ -38,6 +39,11 @@ from vidfm.utils import log
 OFFICIAL_NORM_EPS = 1e-6
 # Kept out of the encoder and returned as extras: the fine-tuned classifier (and its pooled-feature norm).
 HEAD_PREFIXES = ("fc_norm.", "head.")
+# Every key an official encoder may hold (after the gamma -> ls rename); anything else is an unknown layout.
+_ENCODER_KEY = re.compile(
+    r"(patch_embed\.proj|norm|blocks\.\d+\.(norm1|norm2|attn\.qkv|attn\.proj|mlp\.fc1|mlp\.fc2))\.(weight|bias)"
+    r"|pos_embed|blocks\.\d+\.(attn\.q_bias|attn\.v_bias|ls1\.gamma|ls2\.gamma)"
+)
 
 
 def load_official_state_dict(path: str | Path) -> StateDict:
@@ -97,6 +103,9 @@ def _encoder(
         raise ValueError(
             f"no patch_embed.proj.weight: not an official VideoMAE encoder (keys {sorted(sd)[:12]})"
         )
+    unknown = sorted(k for k in sd if not _ENCODER_KEY.fullmatch(k))
+    if unknown:
+        raise ValueError(f"unexpected keys in the official VideoMAE encoder: {unknown[:12]}")
     width, in_chans, tubelet, patch, patch_w = sd["patch_embed.proj.weight"].shape
     if patch != patch_w:
         raise ValueError(f"non-square patches {patch}x{patch_w} are not supported")

@@ -69,7 +69,7 @@ def _coerce(value: Any, annotation: Any) -> Any:
         if origin is tuple and args and args[-1] is not Ellipsis:
             if len(args) != len(value):
                 raise ValueError(f"expected {len(args)} values, got {value!r}")
-            return tuple(_coerce(v, a) for v, a in zip(value, args))
+            return tuple(_coerce(v, a) for v, a in zip(value, args, strict=True))
         inner = args[0] if args else Any
         seq = [_coerce(v, inner) for v in value]
         return tuple(seq) if origin is tuple else seq

@@ -236,15 +236,8 @@ def _convert_hf(
             c["decoder_intermediate_size"],
             "qv" if qv else "none",
             eps,
+            final_norm_eps=HF_DECODER_NORM_EPS,
         )
-        if eps != HF_DECODER_NORM_EPS:
-            log.warning(
-                "HF's decoder norm uses eps %g and its blocks %g; vidfm's decoder uses %g for both, so "
-                "decoder outputs can differ slightly",
-                HF_DECODER_NORM_EPS,
-                eps,
-                eps,
-            )
         out["decoder.encoder_to_decoder.weight"] = sd.pop("encoder_to_decoder.weight")
         out["decoder.mask_token"] = sd.pop("mask_token")
         out.update(_blocks_from_hf(sd, "decoder.decoder_layers.", "decoder.blocks.", dec_depth, qv))

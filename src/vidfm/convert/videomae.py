@@ -65,7 +65,13 @@ def standard_heads(width: int, decoder: bool = False) -> int:
 
 
 def decoder_config(
-    depth: int, width: int, heads: int, mlp_hidden: int, qkv_bias: QkvBias, eps: float
+    depth: int,
+    width: int,
+    heads: int,
+    mlp_hidden: int,
+    qkv_bias: QkvBias,
+    eps: float,
+    final_norm_eps: float | None = None,
 ) -> DecoderConfig:
     """DecoderConfig with explicit width/heads (no dependence on the encoder size name)."""
     ratio = mlp_hidden / width
@@ -74,7 +80,13 @@ def decoder_config(
             f"decoder MLP hidden size {mlp_hidden} is not representable as width {width} × ratio"
         )
     return DecoderConfig(
-        depth=depth, width=width, heads=heads, mlp_ratio=ratio, qkv_bias=qkv_bias, norm_eps=eps
+        depth=depth,
+        width=width,
+        heads=heads,
+        mlp_ratio=ratio,
+        qkv_bias=qkv_bias,
+        norm_eps=eps,
+        final_norm_eps=final_norm_eps,
     )
 
 

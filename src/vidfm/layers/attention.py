@@ -27,6 +27,8 @@ class Attention(nn.Module):
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        if qkv_bias not in ("fused", "qv", "none"):
+            raise ValueError(f"unknown qkv_bias {qkv_bias!r}; use 'fused', 'qv' or 'none'")
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=qkv_bias == "fused")

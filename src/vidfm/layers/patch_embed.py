@@ -19,7 +19,9 @@ class PatchEmbed3D(nn.Module):
     def __init__(self, in_chans: int, dim: int, patch: int, tubelet: int) -> None:
         super().__init__()
         self.patch, self.tubelet = patch, tubelet
-        self.proj = nn.Conv3d(in_chans, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch))
+        self.proj = nn.Conv3d(
+            in_chans, dim, kernel_size=(tubelet, patch, patch), stride=(tubelet, patch, patch)
+        )
 
     def forward(self, video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         b, c, t, h, w = video.shape

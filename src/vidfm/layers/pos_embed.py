@@ -47,7 +47,9 @@ def sincos_3d(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
     return torch.cat([emb_w, emb_h, emb_t], dim=-1).reshape(t * h * w, dim).float()
 
 
-def interpolate_grid(table: torch.Tensor, old: tuple[int, int, int], new: tuple[int, int, int]) -> torch.Tensor:
+def interpolate_grid(
+    table: torch.Tensor, old: tuple[int, int, int], new: tuple[int, int, int]
+) -> torch.Tensor:
     """Resize a learned [T·H·W, D] table to a new grid (trilinear over t, bicubic-free for stability).
 
     Used when a checkpoint trained at one clip size is run at another (more frames, larger crops).

@@ -21,13 +21,20 @@ from vidfm.models.encoder import _init_weights
 
 # Encoder size name -> (decoder width, heads). S/B/L/H from official VideoMAE ``modeling_pretrain.py``
 # (``pretrain_videomae_{small,base,large,huge}_patch16_224``); T is vidfm's, following the same half-width rule.
-DECODER_SIZES: dict[str, tuple[int, int]] = {"T": (96, 3), "S": (192, 3), "B": (384, 6), "L": (512, 8), "H": (640, 8)}
+DECODER_SIZES: dict[str, tuple[int, int]] = {
+    "T": (96, 3),
+    "S": (192, 3),
+    "B": (384, 6),
+    "L": (512, 8),
+    "H": (640, 8),
+}
 
 
 @dataclass
 class DecoderConfig:
     """depth: blocks (4 in VideoMAE, 2 in MVD); width/heads: None = the encoder size's default
-    (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`."""
+    (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`; final_norm_eps: epsilon of the
+    last norm when it differs from the blocks' (HF VideoMAE)."""
 
     depth: int = 4
     width: int | None = None
@@ -35,6 +42,7 @@ class DecoderConfig:
     mlp_ratio: float = 4.0
     qkv_bias: QkvBias = "qv"
     norm_eps: float = 1e-6
+    final_norm_eps: float | None = None  # None = norm_eps; HF VideoMAE's decoder norm always uses 1e-5
     drop_path: float = 0.0
 
 
@@ -43,7 +51,9 @@ def decoder_dims(cfg: DecoderConfig, encoder_size: str) -> tuple[int, int]:
     width, heads = DECODER_SIZES.get(name, (None, None))
     width, heads = cfg.width or width, cfg.heads or heads
     if width is None or heads is None:
-        raise ValueError(f"no default decoder width for encoder size {encoder_size!r}; set decoder.width/heads")
+        raise ValueError(
+            f"no default decoder width for encoder size {encoder_size!r}; set decoder.width/heads"
+        )
     return width, heads
 
 
@@ -59,18 +69,25 @@ class MaskedDecoder(nn.Module):
     """
 
     def __init__(
-        self, in_dim: int, cfg: DecoderConfig, width: int, heads: int, out_dim: int, grid: tuple[int, int, int]
+        self,
+        in_dim: int,
+        cfg: DecoderConfig,
+        width: int,
+        heads: int,
+        out_dim: int,
+        grid: tuple[int, int, int],
     ) -> None:
         super().__init__()
         self.grid = tuple(grid)
         self.encoder_to_decoder = nn.Linear(in_dim, width, bias=False)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.register_buffer("pos_embed", sincos_1d(math.prod(grid), width)[None], persistent=False)
-        rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist()
+        rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
-            Block(width, heads, cfg.mlp_ratio, cfg.qkv_bias, "layernorm", cfg.norm_eps, drop_path=r) for r in rates
+            Block(width, heads, cfg.mlp_ratio, cfg.qkv_bias, "layernorm", cfg.norm_eps, drop_path=r)
+            for r in rates
         )
-        self.norm = nn.LayerNorm(width, eps=cfg.norm_eps)
+        self.norm = nn.LayerNorm(width, eps=cfg.final_norm_eps or cfg.norm_eps)
         self.head = nn.Linear(width, out_dim)
         self.apply(_init_weights)
         nn.init.trunc_normal_(self.mask_token, std=0.02)
@@ -85,7 +102,9 @@ class MaskedDecoder(nn.Module):
         width = pos.shape[-1]
         pos_vis = torch.gather(pos, 1, visible.unsqueeze(-1).expand(-1, -1, width))
         pos_mask = torch.gather(pos, 1, masked.unsqueeze(-1).expand(-1, -1, width))
-        x = torch.cat([self.encoder_to_decoder(tokens) + pos_vis, self.mask_token.to(tokens.dtype) + pos_mask], 1)
+        x = torch.cat(
+            [self.encoder_to_decoder(tokens) + pos_vis, self.mask_token.to(tokens.dtype) + pos_mask], 1
+        )
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x[:, -masked.shape[1] :]))

@@ -48,7 +48,7 @@ class EncoderConfig:
     """Encoder hyper-parameters.
 
     size: ``"T/16"``, ``"S/16"``, ``"B/16"``, ``"L/16"`` … (width, depth, heads, patch).
-    depth, width, heads: override the size's values when set (tiny test and demo models).
+    depth, width, heads, mlp_ratio: override the size's values when set (tiny test and demo models).
     tubelet: frames per token (2 in VideoMAE/MVD, 1 in UMT so each token belongs to one frame).
     num_frames, img_size: the clip the position embedding is built for; other sizes are interpolated.
     pos_embed: ``"sincos_1d"`` (VideoMAE), ``"sincos_3d"`` (MVD/UMT), ``"learned"``.
@@ -61,6 +61,7 @@ class EncoderConfig:
     depth: int | None = None
     width: int | None = None
     heads: int | None = None
+    mlp_ratio: float | None = None
     tubelet: int = 2
     num_frames: int = 16
     img_size: int = 224
@@ -76,7 +77,7 @@ class EncoderConfig:
 
     def dims(self) -> tuple[int, int, int, float, int]:
         width, depth, heads, mlp, patch = decode_size(self.size)
-        return self.width or width, self.depth or depth, self.heads or heads, mlp, patch
+        return self.width or width, self.depth or depth, self.heads or heads, self.mlp_ratio or mlp, patch
 
     def grid(self) -> tuple[int, int, int]:
         patch = self.dims()[4]
@@ -139,7 +140,9 @@ class VideoEncoder(nn.Module):
         )
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
-        rates = torch.linspace(0, cfg.drop_path, depth).tolist()  # stochastic depth rule of DeiT/VideoMAE
+        rates = [
+            cfg.drop_path * i / max(depth - 1, 1) for i in range(depth)
+        ]  # stochastic depth rule of DeiT/VideoMAE
         self.blocks = nn.ModuleList(
             Block(
                 width,

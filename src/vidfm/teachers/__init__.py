@@ -1,1 +1,1 @@
-
+"""Frozen teachers behind one interface (:class:`vidfm.teachers.base.Teacher`)."""

@@ -1,0 +1,74 @@
+"""The teacher interface: frozen, eval mode, no autograd; resizes and normalises its own input.
+
+Every distillation recipe (MVD, UMT, VideoPrism stage 2, InternVideo2) reads teachers only through
+:class:`Teacher` and :class:`TeacherOutput`, so a teacher's architecture, input size and normalisation never leak
+into a task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class TeacherOutput:
+    """tokens: [B, N, D] on the teacher's own grid, (t, h, w) row-major, N = T·H·W.
+    grid: (T, H, W) of that token grid.
+    pooled: optional [B, D'] global embedding (CLIP/VideoPrism).
+    attention: optional [B, T, H·W] importance of each patch (class-token attention), for semantic masking.
+    hidden: optional {layer: [B, N, D]} when the recipe asks for several layers.
+    """
+
+    tokens: torch.Tensor
+    grid: tuple[int, int, int]
+    pooled: torch.Tensor | None = None
+    attention: torch.Tensor | None = None
+    hidden: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+class Teacher(nn.Module):
+    """Base class. Subclasses implement :meth:`encode` on their own normalised input.
+
+    Input to ``__call__``: float video [B,C,T,H,W] in [0, 1] (the student's crop before normalisation);
+    the teacher resizes it to ``size`` and normalises it with its own ``mean``/``std``.
+
+    Args:
+        size: the teacher's input side in pixels (None = keep the student's).
+        mean, std: the teacher's input normalisation (ImageNet for MAE/VideoMAE, OpenAI values for CLIP).
+    """
+
+    def __init__(self, size: int | None, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+        super().__init__()
+        self.size = size
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1, 1), persistent=False)
+
+    def freeze(self) -> Teacher:
+        """Eval mode, no gradients: call at the end of a subclass constructor and after loading weights."""
+        self.eval()
+        for p in self.parameters():
+            p.requires_grad_(False)
+        return self
+
+    def train(self, mode: bool = True) -> Teacher:
+        return super().train(False)  # a teacher stays in eval mode whatever its parent does
+
+    def prepare(self, video: torch.Tensor) -> torch.Tensor:
+        """[B,C,T,H,W] in [0,1] -> resized and normalised for this teacher."""
+        if self.size is not None and video.shape[-2:] != (self.size, self.size):
+            b, c, t, h, w = video.shape
+            frames = video.transpose(1, 2).reshape(b * t, c, h, w)
+            frames = F.interpolate(frames, size=(self.size, self.size), mode="bicubic", align_corners=False)
+            video = frames.reshape(b, t, c, self.size, self.size).transpose(1, 2)
+        return (video - self.mean.to(video.dtype)) / self.std.to(video.dtype)
+
+    def encode(self, video: torch.Tensor) -> TeacherOutput:
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def forward(self, video: torch.Tensor) -> TeacherOutput:
+        return self.encode(self.prepare(video))

@@ -1,0 +1,109 @@
+"""Image MAE pre-training on frames of videos (He et al., CVPR 2022): MVD's stage-1 image teacher.
+
+Official defaults (``main_pretrain.py`` and ``PRETRAIN.md`` of the official MAE code): ViT-B/16 with a class
+token, random mask 0.75, decoder of 8 blocks × 512 wide (16 heads), ``norm_pix_loss``, AdamW betas
+(0.9, 0.95), weight decay 0.05, lr = 1.5e-4 × batch / 256 at an effective batch of 4096, cosine to 0 after
+40 warm-up epochs of 800. Here the images are frames of the user's videos: each clip gives
+``data.num_frames`` frames (one per equal segment), each frame one image. Expected (paper, ImageNet, ViT-B,
+1600 epochs): 83.6 fine-tuned top-1; MVD uses such a model as its image teacher.
+
+Command: ``vidfm pretrain --recipe mae_image --set data.manifest=MANIFEST --out runs/mae_image``.
+Tiny mode (``--recipe mae_image:tiny``): digits-motion frames at 64², a few CPU minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from vidfm.data.config import DataConfig
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.decoder import DecoderConfig
+from vidfm.models.encoder import EncoderConfig
+from vidfm.train.trainer import TrainConfig
+
+
+def image_encoder(size: str = "B/16", img_size: int = 224, **fields) -> EncoderConfig:
+    """An image ViT as a VideoEncoder: one frame, tubelet 1, a class token, fused qkv bias (timm/MAE)."""
+    return EncoderConfig(
+        size=size,
+        tubelet=1,
+        num_frames=1,
+        img_size=img_size,
+        pos_embed="sincos_3d",  # fixed sincos as MAE; with one frame the time channels are constant
+        cls_token=True,
+        qkv_bias="fused",
+        **fields,
+    )
+
+
+@dataclass
+class MAEImageRecipe:
+    """Everything one image-MAE run needs; written to ``RUN/config.yaml``.
+
+    data.num_frames: frames per clip, each an image (batch of images = train.batch_size × num_frames).
+    blr: base learning rate; effective lr = blr × clips per step / 256. The trainer's linear rule counts
+    clips and MAE's counts images, so blr = 1.5e-4 × ``data.num_frames`` is MAE's rate per image.
+    """
+
+    recipe: str = "mae_image"
+    encoder: EncoderConfig = field(default_factory=image_encoder)
+    decoder: DecoderConfig = field(
+        default_factory=lambda: DecoderConfig(depth=8, width=512, heads=16, qkv_bias="fused")
+    )
+    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="random", ratio=0.75))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(sampling="segment", num_frames=4, short_side=256)
+    )
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=64,
+            min_lr=0.0,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            steps=100_000,
+            warmup_steps=5_000,
+        )
+    )
+    blr: float | None = 1.5e-4 * 4  # MAE's 1.5e-4 per 256 images, at 4 frames per clip
+    normalize_target: bool = True
+
+    def build_task(self) -> nn.Module:
+        from vidfm.tasks.mae_image import MAEImageTask
+
+        return MAEImageTask(self.encoder, self.decoder, self.mask, self.augment, self.normalize_target)
+
+
+def config(variant: str = "") -> MAEImageRecipe:
+    """``""`` = MAE's ViT-B setting on video frames; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
+    if variant == "":
+        return MAEImageRecipe()
+    if variant == "tiny":
+        return tiny()
+    raise ValueError(f"mae_image has variants '' and 'tiny', not {variant!r}")
+
+
+def tiny() -> MAEImageRecipe:
+    """The demo scale, matched to ``videomae:tiny`` (same 4-block ViT-T with 8×8 patches at 64², same steps
+    and clips per step) so the image and the video teacher cost about the same."""
+    return MAEImageRecipe(
+        encoder=image_encoder("T/8", img_size=64, depth=4),
+        decoder=DecoderConfig(depth=2, qkv_bias="fused"),
+        augment=AugmentConfig(size=64),
+        data=DataConfig(sampling="segment", num_frames=4, short_side=64),
+        train=TrainConfig(
+            batch_size=16,
+            steps=300,
+            warmup_steps=30,
+            min_lr=1e-5,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            ckpt_every=100,
+            log_every=10,
+            workers=1,
+        ),
+        blr=1.5e-4 * 4,
+    )

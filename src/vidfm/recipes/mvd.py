@@ -1,0 +1,163 @@
+"""Masked Video Distillation, stage 2 (Wang et al., CVPR 2023): a student distilled from an image teacher
+(stage 1: ``mae_image``) and a video teacher (stage 1: ``videomae``).
+
+Official defaults (``run_mvd_pretraining.py`` and ``scripts/mvd_vit_base_from_vit_base_teacher_epoch_400/
+pretrain_mvd_base_on_k400.sh``): ViT-B/16 student with 3-D sincos positions, tubelet 2, 16 frames at stride 4,
+224², tube mask 0.9, drop path 0.1; two feature decoders of depth 2 as wide as the encoder; targets = the
+teachers' last block output before the final norm, no target normalisation; SmoothL1 (beta 1); λ_img =
+λ_vid = 1; the image teacher sees ``frames[::2]``; AdamW betas (0.9, 0.95), weight decay 0.05, lr 1.5e-4 ×
+batch / 256 at batch 1024 (16 per GPU × 2 accumulation × 32 GPUs), cosine with 40 warm-up epochs of 400.
+Official MVD also scales min_lr (1e-4 × batch / 256, i.e. 4e-4 at 1024); here ``train.min_lr`` is absolute:
+set it to 4e-4 to match at that batch. Expected (official ``MODEL_ZOO.md``, ViT-B student from ViT-B
+teachers, 400 epochs): K400 82.7, SSv2 72.5 fine-tuned top-1.
+
+Commands (stage 1, then stage 2)::
+
+    vidfm pretrain --recipe mae_image --set data.manifest=M --out runs/img
+    vidfm pretrain --recipe videomae --set data.manifest=M --out runs/vid
+    vidfm pretrain --recipe mvd --set data.manifest=M --set teachers.image=runs/img \\
+        --set teachers.video=runs/vid --out runs/mvd
+
+A teacher is a vidfm run folder, a converted checkpoint, an HF ``ViTMAEModel``/``ViTModel``/VideoMAE folder
+or an official VideoMAE ``.pth``. One teacher only: ``--set teachers.video_weight=0`` (no decoder, no
+teacher forward). Tiny mode: ``--recipe mvd:tiny`` (digits-motion scale, teachers from the tiny stage-1 runs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from torch import nn
+
+from vidfm.data.config import DataConfig
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.decoder import DecoderConfig
+from vidfm.models.encoder import EncoderConfig
+from vidfm.objectives.distill import FeatureLoss
+from vidfm.train.trainer import TrainConfig
+
+
+@dataclass
+class MVDTeachers:
+    """image, video: teacher sources (paths, see the module docstring); empty where the weight is 0.
+    image_weight, video_weight: λ_img, λ_vid. align: ``first`` (frames[::tubelet]) or ``concat``.
+    layer: teacher block whose output is the target (-1 = last). final_norm: apply the teacher's final norm.
+    norm_target: standardise target tokens (official ``--norm_feature``). loss: the feature loss.
+    image_size, video_size: the teachers' input sides (None = each teacher's own).
+    """
+
+    image: str = ""
+    video: str = ""
+    image_weight: float = 1.0
+    video_weight: float = 1.0
+    align: Literal["first", "concat"] = "first"
+    layer: int = -1
+    final_norm: bool = False
+    norm_target: bool = False
+    loss: FeatureLoss = "smooth_l1"
+    image_size: int | None = None
+    video_size: int | None = None
+
+
+@dataclass
+class MVDRecipe:
+    """Everything one MVD run needs; written to ``RUN/config.yaml``. blr as in the VideoMAE recipe."""
+
+    recipe: str = "mvd"
+    encoder: EncoderConfig = field(
+        default_factory=lambda: EncoderConfig(size="B/16", tubelet=2, pos_embed="sincos_3d", drop_path=0.1)
+    )
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(depth=2))  # width/heads: encoder's
+    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="tube", ratio=0.9))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224))
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_frames=16, stride=4, short_side=256))
+    teachers: MVDTeachers = field(default_factory=MVDTeachers)
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=16,
+            accum_steps=2,
+            min_lr=1e-5,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            steps=94_000,  # 400 epochs of K400's ~240k clips at batch 1024
+            warmup_steps=9_400,
+        )
+    )
+    blr: float | None = 1.5e-4
+
+    def build_task(self) -> nn.Module:
+        """The task with its teachers loaded (only those with a non-zero weight)."""
+        from vidfm.tasks.mvd import MVDTask
+
+        t = self.teachers
+        return MVDTask(
+            self.encoder,
+            self.decoder,
+            self.mask,
+            self.augment,
+            image_teacher=self._teacher("image", t.image, t.image_weight, t.image_size),
+            video_teacher=self._teacher("video", t.video, t.video_weight, t.video_size),
+            image_weight=t.image_weight,
+            video_weight=t.video_weight,
+            align=t.align,
+            loss=t.loss,
+            norm_target=t.norm_target,
+        )
+
+    def _teacher(self, kind: Literal["image", "video"], path: str, weight: float, size: int | None):
+        if weight == 0:
+            return None
+        if not path:
+            raise ValueError(
+                f"teachers.{kind} is not set while teachers.{kind}_weight={weight}: give a run folder or "
+                f"checkpoint (--set teachers.{kind}=PATH), or --set teachers.{kind}_weight=0"
+            )
+        from vidfm.teachers.vit import load_teacher
+
+        t = self.teachers
+        return load_teacher(
+            path,
+            kind=kind,
+            size=size,
+            layer=t.layer,
+            final_norm=t.final_norm,
+            num_frames=self.encoder.num_frames,
+            img_size=self.encoder.img_size,
+        )
+
+
+def config(variant: str = "") -> MVDRecipe:
+    """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
+    if variant == "":
+        return MVDRecipe()
+    if variant == "tiny":
+        return tiny()
+    raise ValueError(f"mvd has variants '' and 'tiny', not {variant!r}")
+
+
+def tiny() -> MVDRecipe:
+    """The demo scale of ``videomae:tiny`` (4-block ViT-T/8, 16×64² clips, 300 steps of 16 clips) with MVD's
+    parts: 3-D sincos positions and two 2-block decoders as wide as the encoder. Teachers: the
+    ``mae_image:tiny`` and ``videomae:tiny`` runs."""
+    return MVDRecipe(
+        encoder=EncoderConfig(
+            size="T/8", depth=4, tubelet=2, num_frames=16, img_size=64, pos_embed="sincos_3d"
+        ),
+        decoder=DecoderConfig(depth=2),
+        augment=AugmentConfig(size=64),
+        data=DataConfig(num_frames=16, stride=1, short_side=64),
+        train=TrainConfig(
+            batch_size=16,
+            steps=300,
+            warmup_steps=30,
+            min_lr=1e-5,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            ckpt_every=100,
+            log_every=10,
+            workers=1,
+        ),
+        blr=1.5e-4 * 4,
+    )

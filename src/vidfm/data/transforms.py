@@ -1,0 +1,180 @@
+"""Batch-level video augmentation on the training device, without torchvision.
+
+uint8 clips [B,T,H,W,C] from the loader -> float [B,C,T,H,W] -> multi-scale crop (train) or centre crop
+(test) -> resize -> normalise. One crop box per sample, the same for all its frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_float(video: torch.Tensor) -> torch.Tensor:
+    """uint8 [B,T,H,W,C] -> float [B,C,T,H,W] in [0, 1]."""
+    return video.permute(0, 4, 1, 2, 3).float().div_(255.0)
+
+
+def normalize(video: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """[B,C,T,H,W] - mean / std per channel (mean, std: [C])."""
+    return (video - mean.view(1, -1, 1, 1, 1)) / std.view(1, -1, 1, 1, 1)
+
+
+def resize(video: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """[N,C,T,h,w] -> [N,C,T,size] bilinear with antialiasing (frames as a batch)."""
+    n, c, t, h, w = video.shape
+    if (h, w) == tuple(size):
+        return video
+    frames = video.transpose(1, 2).reshape(n * t, c, h, w)
+    frames = F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    return frames.reshape(n, t, c, *size).transpose(1, 2)
+
+
+def multiscale_boxes(
+    height: int,
+    width: int,
+    size: int,
+    scales: tuple[float, ...],
+    max_distort: int,
+    batch: int,
+    generator: torch.Generator | None,
+) -> list[tuple[int, int, int, int]]:
+    """Crop boxes (top, left, h, w) of VideoMAE's ``GroupMultiScaleCrop`` (official ``transforms.py``, from TSN).
+
+    Crop sides are ``int(min(H, W) · s)`` for s in ``scales`` (snapped to ``size`` when within 3 px); height and
+    width scales are paired with index distance ≤ ``max_distort``; the offset is one of the 13 fixed positions
+    of ``fill_fix_offset(more_fix_crop=True)`` (corners, centre, edge midpoints, quarter points) on a grid of
+    quarter steps of the free space.
+    """
+    base = min(height, width)
+    sides = [size if abs(int(base * s) - size) < 3 else int(base * s) for s in scales]
+    pairs = [
+        (sides[i], sides[j])
+        for i in range(len(sides))
+        for j in range(len(sides))
+        if abs(i - j) <= max_distort
+    ]
+    device = generator.device if generator is not None else "cpu"
+    pick = torch.randint(len(pairs), (batch,), generator=generator, device=device).tolist()
+    spot = torch.randint(13, (batch,), generator=generator, device=device).tolist()
+    boxes = []
+    for p, o in zip(pick, spot, strict=True):
+        crop_h, crop_w = pairs[p]
+        crop_h, crop_w = min(crop_h, height), min(crop_w, width)
+        hs, ws = (height - crop_h) // 4, (width - crop_w) // 4
+        # (w quarter steps, h quarter steps) in the official order: 5 basic positions then 8 more.
+        wq, hq = _FIX_OFFSETS[o]
+        boxes.append((hq * hs, wq * ws, crop_h, crop_w))
+    return boxes
+
+
+_FIX_OFFSETS = [
+    (0, 0),
+    (4, 0),
+    (0, 4),
+    (4, 4),
+    (2, 2),
+    (0, 2),
+    (4, 2),
+    (2, 4),
+    (2, 0),
+    (1, 1),
+    (3, 1),
+    (1, 3),
+    (3, 3),
+]
+
+
+def crop_and_resize(video: torch.Tensor, boxes: list[tuple[int, int, int, int]], size: int) -> torch.Tensor:
+    """[B,C,T,H,W] with one (top, left, h, w) box per sample -> [B,C,T,size,size]."""
+    out = [
+        resize(v[None, :, :, t : t + h, l : l + w], (size, size))
+        for v, (t, l, h, w) in zip(video, boxes, strict=True)
+    ]
+    return torch.cat(out)
+
+
+def horizontal_flip(video: torch.Tensor, prob: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Flip each sample left-right with probability ``prob`` ([B,C,T,H,W])."""
+    if prob <= 0:
+        return video
+    device = generator.device if generator is not None else video.device
+    flip = (torch.rand(video.shape[0], generator=generator, device=device) < prob).to(video.device)
+    return torch.where(flip.view(-1, 1, 1, 1, 1), video.flip(-1), video)
+
+
+def center_crop(video: torch.Tensor, size: int) -> torch.Tensor:
+    """Resize the short side to ``size`` when larger, then take the centre size×size ([B,C,T,H,W])."""
+    return multi_crop(video, size, 1)
+
+
+def multi_crop(video: torch.Tensor, size: int, num_crops: int) -> torch.Tensor:
+    """Test-time crops: 1 = centre; 3 = start / centre / end along the long side (VideoMAE's 3-crop test).
+
+    [B,C,T,H,W] -> [B·num_crops,C,T,size,size], the crops of one sample consecutive. The short side is first
+    resized to ``size``.
+    """
+    if num_crops not in (1, 3):
+        raise ValueError(f"num_crops must be 1 or 3, got {num_crops}")
+    b, c, t, h, w = video.shape
+    if min(h, w) != size:
+        scale = size / min(h, w)
+        video = resize(video, (max(size, round(h * scale)), max(size, round(w * scale))))
+        h, w = video.shape[-2:]
+    if num_crops == 1:
+        starts = [((h - size) // 2, (w - size) // 2)]
+    elif h >= w:
+        starts = [(0, 0), ((h - size) // 2, 0), (h - size, 0)]
+    else:
+        starts = [(0, 0), (0, (w - size) // 2), (0, w - size)]
+    crops = [video[..., y : y + size, x : x + size] for y, x in starts]  # each [B,C,T,size,size]
+    return torch.stack(crops, dim=1).flatten(0, 1)
+
+
+@dataclass
+class AugmentConfig:
+    """size: output side. scales/max_distort: VideoMAE's multi-scale crop (``[1, .875, .75, .66]``, 1).
+    flip_prob: horizontal flips (0 by default: a flip turns "moving left" into "moving right").
+    mean/std: input normalisation (ImageNet, as VideoMAE)."""
+
+    size: int = 224
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66)
+    max_distort: int = 1
+    flip_prob: float = 0.0
+    mean: tuple[float, float, float] = field(default=IMAGENET_MEAN)
+    std: tuple[float, float, float] = field(default=IMAGENET_STD)
+
+
+class VideoAugment(nn.Module):
+    """uint8 [B,T,H,W,C] -> normalised float [B,C,T,size,size]: multi-scale crop (+ flip) when training,
+    centre crop otherwise. The one call a task makes for its input."""
+
+    def __init__(self, cfg: AugmentConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.register_buffer("mean", torch.tensor(cfg.mean), persistent=False)
+        self.register_buffer("std", torch.tensor(cfg.std), persistent=False)
+
+    def forward(
+        self, video: torch.Tensor, generator: torch.Generator | None = None, train: bool = True
+    ) -> torch.Tensor:
+        x = to_float(video)
+        size = self.cfg.size
+        if train:
+            boxes = multiscale_boxes(
+                x.shape[-2], x.shape[-1], size, self.cfg.scales, self.cfg.max_distort, x.shape[0], generator
+            )
+            x = horizontal_flip(crop_and_resize(x, boxes, size), self.cfg.flip_prob, generator)
+        else:
+            x = center_crop(x, size)
+        return normalize(x, self.mean, self.std)
+
+    def unnormalize(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised [B,C,T,H,W] -> [0, 1] (what a teacher receives)."""
+        return video * self.std.view(1, -1, 1, 1, 1) + self.mean.view(1, -1, 1, 1, 1)

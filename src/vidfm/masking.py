@@ -1,0 +1,152 @@
+"""Mask generators: which tokens the student sees.
+
+Every generator returns a :class:`Mask` of index tensors with the **same visible count for every sample**, so
+the encoder gathers without padding. Tokens are numbered in the encoder's (t, h, w) row-major order:
+index = t·H·W + h·W + w. All randomness comes from an explicit ``torch.Generator`` on the target device.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+
+@dataclass
+class Mask:
+    """visible: long [B,Nv] sorted ascending; masked: long [B,Nm] sorted ascending; Nv + Nm = N."""
+
+    visible: torch.Tensor
+    masked: torch.Tensor
+
+    @property
+    def num_tokens(self) -> int:
+        return self.visible.shape[1] + self.masked.shape[1]
+
+    def bool(self) -> torch.Tensor:
+        """[B,N] True where masked (the HF ``bool_masked_pos`` convention)."""
+        out = torch.zeros(
+            self.visible.shape[0], self.num_tokens, dtype=torch.bool, device=self.visible.device
+        )
+        return out.scatter_(1, self.masked, True)
+
+    def to(self, device: torch.device | str) -> Mask:
+        return Mask(self.visible.to(device), self.masked.to(device))
+
+
+@dataclass
+class MaskConfig:
+    """kind: ``tube`` (VideoMAE/MVD), ``random`` (over all tokens), ``frame`` (independent per frame, same count
+    per frame), ``semantic`` (UMT/InternVideo2: visible tokens drawn from a teacher's importance).
+    ratio: fraction of tokens masked (per frame for tube/frame/semantic)."""
+
+    kind: Literal["tube", "random", "frame", "semantic"] = "tube"
+    ratio: float = 0.9
+
+
+def masked_count(n: int, ratio: float) -> int:
+    """⌊ratio·n⌋ masked, at least one visible. Official VideoMAE ``masking_generator.py``
+    (``TubeMaskingGenerator``: ``int(mask_ratio * num_patches_per_frame)``) floors the same way."""
+    if not 0.0 <= ratio < 1.0:
+        raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+    return min(int(ratio * n), n - 1)
+
+
+def _split(order: torch.Tensor, num_masked: int) -> Mask:
+    """order [B,N]: a random permutation per row; its first num_masked entries are masked."""
+    masked = order[:, :num_masked].sort(dim=1).values
+    visible = order[:, num_masked:].sort(dim=1).values
+    return Mask(visible, masked)
+
+
+def _permutations(rows: int, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
+    """[rows, n] independent random permutations of 0..n-1 (argsort of uniform noise)."""
+    return torch.rand(rows, n, generator=generator, device=device).argsort(dim=1)
+
+
+def _per_frame(chosen: torch.Tensor, batch: int, t: int, hw: int) -> torch.Tensor:
+    """chosen [B·T, k] spatial indices per frame -> [B, T·k] token indices t·HW + s, sorted."""
+    offsets = (torch.arange(t, device=chosen.device) * hw).repeat(batch)[:, None]  # [B·T,1]
+    return (chosen + offsets).view(batch, -1).sort(dim=1).values
+
+
+def tube_mask(
+    batch: int, grid: tuple[int, int, int], ratio: float, generator: torch.Generator, device: torch.device
+) -> Mask:
+    """One random 2-D mask per sample repeated over time (VideoMAE ``TubeMaskingGenerator``), so a masked patch
+    cannot be copied from the same position in a neighbouring frame."""
+    t, h, w = grid
+    hw = h * w
+    k = masked_count(hw, ratio)
+    order = _permutations(batch, hw, generator, device)  # [B,HW]
+    spatial = _split(order, k)
+    return Mask(_tile(spatial.visible, t, hw), _tile(spatial.masked, t, hw))
+
+
+def _tile(spatial: torch.Tensor, t: int, hw: int) -> torch.Tensor:
+    """spatial [B,k] sorted -> [B,T·k] the same positions in every frame (t·HW + s), still sorted."""
+    offsets = torch.arange(t, device=spatial.device) * hw
+    return (offsets[None, :, None] + spatial[:, None, :]).reshape(spatial.shape[0], -1)
+
+
+def random_mask(
+    batch: int, grid: tuple[int, int, int], ratio: float, generator: torch.Generator, device: torch.device
+) -> Mask:
+    """Uniformly random tokens over the whole clip (MAE / ST-MAE "agnostic" masking)."""
+    n = grid[0] * grid[1] * grid[2]
+    return _split(_permutations(batch, n, generator, device), masked_count(n, ratio))
+
+
+def frame_mask(
+    batch: int, grid: tuple[int, int, int], ratio: float, generator: torch.Generator, device: torch.device
+) -> Mask:
+    """An independent random mask in every frame, the same count per frame."""
+    t, h, w = grid
+    hw = h * w
+    k = masked_count(hw, ratio)
+    order = _permutations(batch * t, hw, generator, device)  # [B·T,HW]
+    return Mask(_per_frame(order[:, k:], batch, t, hw), _per_frame(order[:, :k], batch, t, hw))
+
+
+def semantic_mask(
+    importance: torch.Tensor, grid: tuple[int, int, int], ratio: float, generator: torch.Generator
+) -> Mask:
+    """Per frame keep ``HW - ⌊ratio·HW⌋`` tokens drawn without replacement with probability ∝ ``importance``.
+
+    Official UMT ``models/umt.py`` / InternVideo2 ``multi_modality`` pre-training: the CLIP teacher's class-token
+    attention over patches (averaged over heads) is the importance, and the visible tokens are sampled from it
+    with ``torch.multinomial(..., replacement=False)`` — not a top-k, so background tokens stay possible.
+    Args: importance [B,T,HW] or [B,N] non-negative (need not sum to one).
+    """
+    t, h, w = grid
+    hw = h * w
+    batch = importance.shape[0]
+    weights = importance.reshape(batch * t, hw).float().clamp_min(0) + 1e-12  # no zero-probability rows
+    keep = hw - masked_count(hw, ratio)
+    chosen = torch.multinomial(weights, keep, replacement=False, generator=generator)  # [B·T,keep]
+    visible = _per_frame(chosen, batch, t, hw)
+    is_masked = torch.ones(batch, t * hw, dtype=torch.bool, device=importance.device)
+    is_masked.scatter_(1, visible, False)
+    masked = is_masked.nonzero()[:, 1].view(batch, -1)  # row-major nonzero: sorted per sample
+    return Mask(visible, masked)
+
+
+def make_mask(
+    cfg: MaskConfig,
+    batch: int,
+    grid: tuple[int, int, int],
+    generator: torch.Generator,
+    device: torch.device | str,
+    importance: torch.Tensor | None = None,
+) -> Mask:
+    """The mask ``cfg`` asks for; ``importance`` [B,T,HW] is required for ``semantic``."""
+    device = torch.device(device)
+    if cfg.kind == "semantic":
+        if importance is None:
+            raise ValueError("semantic masking needs the teacher's importance [B,T,H*W]")
+        return semantic_mask(importance, grid, cfg.ratio, generator)
+    makers = {"tube": tube_mask, "random": random_mask, "frame": frame_mask}
+    if cfg.kind not in makers:
+        raise ValueError(f"unknown mask kind {cfg.kind!r}; use tube, random, frame or semantic")
+    return makers[cfg.kind](batch, grid, cfg.ratio, generator, device)

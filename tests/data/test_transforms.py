@@ -1,0 +1,52 @@
+import torch
+
+from vidfm.data.transforms import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+    VideoAugment,
+    horizontal_flip,
+    multi_crop,
+    multiscale_boxes,
+)
+
+
+def test_multiscale_boxes_follow_the_official_scale_set():
+    g = torch.Generator().manual_seed(0)
+    boxes = multiscale_boxes(80, 100, 64, (1.0, 0.875, 0.75, 0.66), 1, 400, g)
+    sides = {int(80 * s) for s in (1.0, 0.875, 0.75, 0.66)}  # 80, 70, 60, 52
+    sides = {64 if abs(s - 64) < 3 else s for s in sides}
+    for top, left, h, w in boxes:
+        assert h in sides and w in sides
+        assert 0 <= top <= 80 - h and 0 <= left <= 100 - w
+    pairs = {(h, w) for _, _, h, w in boxes}
+    assert (80, 80) in pairs and (80, 52) not in pairs  # |i - j| <= max_distort
+    tops = {t for t, _, h, _ in boxes if h == 80}
+    assert tops == {0}  # no free space vertically for full-height crops
+
+
+def test_augment_keeps_one_box_per_sample_across_frames():
+    video = torch.randint(0, 256, (3, 4, 48, 48, 3), dtype=torch.uint8)
+    video[:, 1:] = video[:, :1]  # every frame equal: the crop must keep them equal
+    aug = VideoAugment(AugmentConfig(size=32))
+    out = aug(video, generator=torch.Generator().manual_seed(0), train=True)
+    assert out.shape == (3, 3, 4, 32, 32)
+    assert torch.equal(out[:, :, 0], out[:, :, 3])
+    test = aug(video, train=False)
+    assert test.shape == (3, 3, 4, 32, 32)
+    # normalisation: unnormalise gives back [0,1] pixels of the centre crop when no resize happens
+    big = VideoAugment(AugmentConfig(size=48))(video, train=False)
+    torch.testing.assert_close(
+        big[0, :, 0, 0, 0] * torch.tensor(IMAGENET_STD) + torch.tensor(IMAGENET_MEAN),
+        video[0, 0, 0, 0].float() / 255,
+    )
+
+
+def test_flip_and_multi_crop():
+    x = torch.arange(2 * 1 * 1 * 4 * 6, dtype=torch.float).view(2, 1, 1, 4, 6)
+    assert torch.equal(horizontal_flip(x, 1.0, torch.Generator()), x.flip(-1))
+    assert torch.equal(horizontal_flip(x, 0.0, torch.Generator()), x)
+    crops = multi_crop(x, 4, 3)
+    assert crops.shape == (6, 1, 1, 4, 4)
+    assert torch.equal(crops[0], x[0, ..., 0:4]) and torch.equal(crops[2], x[0, ..., 2:6])
+    assert torch.equal(crops[3], x[1, ..., 0:4])  # crops of one sample are consecutive

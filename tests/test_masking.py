@@ -1,0 +1,71 @@
+import pytest
+import torch
+
+from vidfm.masking import (
+    MaskConfig,
+    frame_mask,
+    make_mask,
+    masked_count,
+    random_mask,
+    semantic_mask,
+    tube_mask,
+)
+
+GRID = (4, 6, 6)
+N = 4 * 36
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def check_partition(mask, batch: int) -> None:
+    assert mask.visible.shape[0] == mask.masked.shape[0] == batch
+    both = torch.cat([mask.visible, mask.masked], 1).sort(1).values
+    assert torch.equal(both, torch.arange(N).expand(batch, -1))  # every token exactly once
+    assert torch.equal(mask.visible, mask.visible.sort(1).values)
+    assert torch.equal(mask.masked, mask.masked.sort(1).values)
+    assert mask.bool().sum(1).tolist() == [mask.masked.shape[1]] * batch
+
+
+@pytest.mark.parametrize("maker", [tube_mask, random_mask, frame_mask])
+def test_counts_partition_and_determinism(maker):
+    m = maker(5, GRID, 0.9, gen(), torch.device("cpu"))
+    check_partition(m, 5)
+    per = masked_count(36, 0.9) * 4 if maker is not random_mask else masked_count(N, 0.9)
+    assert m.masked.shape[1] == per
+    again = maker(5, GRID, 0.9, gen(), torch.device("cpu"))
+    assert torch.equal(m.visible, again.visible)
+    other = maker(5, GRID, 0.9, gen(1), torch.device("cpu"))
+    assert not torch.equal(m.visible, other.visible)
+    assert not torch.equal(m.visible[0], m.visible[1])  # samples differ
+
+
+def test_tube_mask_is_the_same_in_every_frame_and_frame_mask_is_not():
+    tube = tube_mask(3, GRID, 0.75, gen(), torch.device("cpu")).bool().view(3, 4, 36)
+    assert (tube == tube[:, :1]).all()
+    frame = frame_mask(3, GRID, 0.75, gen(), torch.device("cpu")).bool().view(3, 4, 36)
+    assert (frame.sum(-1) == masked_count(36, 0.75)).all()  # same count per frame
+    assert not (frame == frame[:, :1]).all()
+
+
+def test_masked_count_floors_like_videomae_and_keeps_one_visible():
+    assert masked_count(196, 0.9) == 176  # official: int(0.9 * 196)
+    assert masked_count(4, 0.9) == 3
+    with pytest.raises(ValueError):
+        masked_count(10, 1.0)
+
+
+def test_semantic_mask_prefers_important_tokens():
+    importance = torch.full((2, 4, 36), 0.01)
+    importance[:, :, :6] = 1.0  # the first 6 patches of every frame matter most
+    hits = torch.zeros(36)
+    for seed in range(50):
+        m = semantic_mask(importance, GRID, 0.8, gen(seed))
+        check_partition(m, 2)
+        vis = m.visible % 36
+        assert (m.visible // 36).flatten().bincount(minlength=4).tolist() == [2 * 8] * 4  # 36 - floor(0.8*36)
+        hits += torch.bincount(vis.flatten(), minlength=36).float()
+    assert hits[:6].mean() > 10 * hits[6:].mean()
+    with pytest.raises(ValueError, match="importance"):
+        make_mask(MaskConfig("semantic", 0.8), 2, GRID, gen(), "cpu")

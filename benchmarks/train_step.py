@@ -1,0 +1,149 @@
+"""VideoMAE train step (forward, backward, AdamW) of vidfm against HF transformers' VideoMAEForPreTraining.
+
+Same config, batch, mask and optimizer in one run; median step time over repeats. On CPU the tiny demo config
+(fp32); on CUDA ViT-B/16, 16×224², bf16 autocast, with peak memory and MFU against a bf16 peak.
+
+    python benchmarks/train_step.py                 # CPU, tiny
+    python benchmarks/train_step.py --size B/16 --img 224 --patch 16 --batch 32   # GPU
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+
+def hf_model(args: argparse.Namespace, width: int, depth: int, heads: int, dec_width: int, dec_heads: int):
+    from transformers import VideoMAEConfig, VideoMAEForPreTraining
+
+    cfg = VideoMAEConfig(
+        image_size=args.img,
+        patch_size=args.patch,
+        num_frames=args.frames,
+        tubelet_size=2,
+        hidden_size=width,
+        num_hidden_layers=depth,
+        num_attention_heads=heads,
+        intermediate_size=4 * width,
+        decoder_hidden_size=dec_width,
+        decoder_num_hidden_layers=args.dec_depth,
+        decoder_num_attention_heads=dec_heads,
+        decoder_intermediate_size=4 * dec_width,
+        norm_pix_loss=True,
+        use_mean_pooling=False,
+        qkv_bias=True,
+        attn_implementation="sdpa",
+    )
+    return VideoMAEForPreTraining(cfg)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", default="T/8")
+    p.add_argument("--depth", type=int, default=4)
+    p.add_argument("--dec-depth", type=int, default=2)
+    p.add_argument("--img", type=int, default=64)
+    p.add_argument("--patch", type=int, default=8)
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--batch", type=int, default=16)
+    p.add_argument("--steps", type=int, default=15)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument(
+        "--peak-tflops", type=float, default=800.0, help="bf16 matmul peak for MFU (measured H100)"
+    )
+    args = p.parse_args()
+
+    from vidfm.data.transforms import AugmentConfig
+    from vidfm.masking import MaskConfig, tube_mask
+
+    from vidfm.models.decoder import DecoderConfig, decoder_dims
+    from vidfm.models.encoder import EncoderConfig
+    from vidfm.objectives.pixel import masked_mse
+    from vidfm.tasks.videomae import VideoMAETask
+
+    cuda = torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.manual_seed(0)
+    enc = EncoderConfig(
+        size=args.size, depth=args.depth, tubelet=2, num_frames=args.frames, img_size=args.img, norm_eps=1e-12
+    )
+    dec = DecoderConfig(depth=args.dec_depth, norm_eps=1e-12)
+    width, depth, heads, _, patch = enc.dims()
+    assert patch == args.patch, "--patch must match --size"
+    dec_width, dec_heads = decoder_dims(dec, enc.size)
+    ours = VideoMAETask(enc, dec, MaskConfig("tube", 0.9), AugmentConfig(size=args.img)).to(device)
+    theirs = hf_model(args, width, depth, heads, dec_width, dec_heads).to(device)
+
+    g = torch.Generator(device="cpu").manual_seed(0)
+    video = torch.randn(args.batch, 3, args.frames, args.img, args.img, generator=g).to(device)
+    grid = ours.encoder.grid
+    mask = tube_mask(args.batch, grid, 0.9, g, torch.device("cpu"))
+    mask.visible, mask.masked = mask.visible.to(device), mask.masked.to(device)
+    bool_masked = torch.zeros(args.batch, grid[0] * grid[1] * grid[2], dtype=torch.bool, device=device)
+    bool_masked.scatter_(1, mask.masked, True)
+    hf_video = video.transpose(1, 2).contiguous()  # HF takes [B,T,C,H,W]
+
+    def step_ours() -> torch.Tensor:
+        pred, target = ours.reconstruct(video, mask)
+        return masked_mse(pred, target)
+
+    def step_theirs() -> torch.Tensor:
+        return theirs(pixel_values=hf_video, bool_masked_pos=bool_masked).loss
+
+    rows = []
+    for name, model, fn in (("vidfm", ours, step_ours), ("HF VideoMAEForPreTraining", theirs, step_theirs)):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=cuda)
+        times = []
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+        for i in range(args.warmup + args.steps):
+            if cuda:
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
+                loss = fn()
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            if cuda:
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        flops = count_flops(fn, model)
+        mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
+        mfu = flops / med / (args.peak_tflops * 1e12) if cuda else float("nan")
+        rows.append((name, med, args.batch / med, mem, mfu, flops))
+
+    base = rows[1][1]
+    print(
+        f"device: {torch.cuda.get_device_name() if cuda else 'CPU'}; threads {torch.get_num_threads()}; "
+        f"{args.size} depth {depth}, {args.frames}x{args.img}², batch {args.batch}, mask 0.9, "
+        f"{'bf16 autocast' if cuda else 'fp32'}; median of {args.steps} steps"
+    )
+    print(
+        "| implementation | step ms (median) | clips/s | peak mem GiB | MFU | GFLOP/step | speed-up vs HF |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    for name, med, cps, mem, mfu, flops in rows:
+        print(
+            f"| {name} | {med * 1e3:.1f} | {cps:.1f} | {mem:.2f} | {mfu:.3f} | {flops / 1e9:.1f} | {base / med:.2f}x |"
+        )
+
+
+def count_flops(fn, model: torch.nn.Module) -> float:
+    """FLOPs of one forward+backward, counted by torch's FlopCounterMode (matmuls and attention)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:
+        fn().backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+"""VideoMAE pre-training (Tong et al., NeurIPS 2022).
+
+Official defaults, from ``scripts/kinetics/videomae_vit_base_patch16_224_tubemasking_ratio_0.9_epoch_800/
+pretrain.sh`` and ``run_mae_pretraining.py`` of the official VideoMAE code: ViT-B/16, tubelet 2, 16 frames at
+stride 4, 224², tube mask 0.9, decoder depth 4 (width 384 for ViT-B), normalised-pixel MSE, AdamW
+betas (0.9, 0.95), weight decay 0.05, lr = 1.5e-4 × batch / 256, min lr 1e-5, cosine with 40 warm-up epochs
+of 800. Expected: K400 fine-tuned top-1 80.9 (ViT-B, 800 epochs, paper Table 6).
+
+Command: ``vidfm pretrain --recipe videomae --set data.manifest=MANIFEST --out runs/videomae``.
+Tiny mode (``--recipe videomae:tiny``): the digits-motion demo scale, a few CPU minutes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from vidfm.data.config import DataConfig
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.decoder import DecoderConfig
+from vidfm.models.encoder import EncoderConfig
+from vidfm.train.trainer import TrainConfig
+
+
+@dataclass
+class VideoMAERecipe:
+    """Everything one VideoMAE run needs; written to ``RUN/config.yaml``.
+
+    blr: base learning rate; the effective lr is blr × (batch × accum × world) / 256 (VideoMAE's linear
+    scaling rule), written into ``train.lr`` when the run starts. None keeps ``train.lr`` as given.
+    """
+
+    recipe: str = "videomae"
+    encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(size="B/16", tubelet=2))
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(depth=4))
+    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="tube", ratio=0.9))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224))
+    data: DataConfig = field(default_factory=lambda: DataConfig(num_frames=16, stride=4, short_side=256))
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=32,
+            min_lr=1e-5,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            steps=100_000,
+            warmup_steps=5_000,
+        )
+    )
+    blr: float | None = 1.5e-4
+    normalize_target: bool = True
+
+    def build_task(self) -> nn.Module:
+        from vidfm.tasks.videomae import VideoMAETask
+
+        return VideoMAETask(self.encoder, self.decoder, self.mask, self.augment, self.normalize_target)
+
+
+def config(variant: str = "") -> VideoMAERecipe:
+    """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
+    if variant == "":
+        return VideoMAERecipe()
+    if variant == "tiny":
+        return tiny()
+    raise ValueError(f"videomae has variants '' and 'tiny', not {variant!r}")
+
+
+def tiny() -> VideoMAERecipe:
+    """The demo scale: 16×64² clips, a 4-block ViT-T with 8×8 patches, a few CPU minutes.
+
+    Chosen by ``benchmarks/pretrain_curve.py`` (see the README's numbers): at 64² a 16-pixel patch leaves
+    4×4 positions per frame, too coarse for the digit; 8-pixel patches give 8×8.
+    """
+    return VideoMAERecipe(
+        encoder=EncoderConfig(size="T/8", depth=4, tubelet=2, num_frames=16, img_size=64),
+        decoder=DecoderConfig(depth=2),
+        augment=AugmentConfig(size=64),
+        data=DataConfig(num_frames=16, stride=1, short_side=64),
+        train=TrainConfig(
+            batch_size=16,
+            steps=300,
+            warmup_steps=30,
+            min_lr=1e-5,
+            weight_decay=0.05,
+            betas=(0.9, 0.95),
+            ckpt_every=100,
+            log_every=10,
+            workers=1,
+        ),
+        blr=1.5e-4 * 4,
+    )

@@ -1,0 +1,66 @@
+"""VideoMAE pre-training step: tube-masked clip -> encoder on visible tokens -> decoder -> normalised pixels.
+
+Tong et al., "VideoMAE", NeurIPS 2022; official ``engine_for_pretraining.py`` / ``modeling_pretrain.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidfm.data.transforms import AugmentConfig, VideoAugment
+from vidfm.masking import Mask, MaskConfig, make_mask
+from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
+from vidfm.models.encoder import EncoderConfig, VideoEncoder
+from vidfm.objectives.pixel import masked_mse, pixel_target
+
+
+class VideoMAETask(nn.Module):
+    """Encoder + pixel decoder + the batch preparation of one VideoMAE step.
+
+    Args:
+        encoder: student encoder config.
+        decoder: decoder config (depth 4 in VideoMAE).
+        mask: mask config (tube, 0.9 in VideoMAE).
+        augment: crop/normalise config; the clip size must match ``encoder.img_size``.
+        normalize_target: per-patch normalised pixels (VideoMAE default) or raw pixels.
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderConfig,
+        decoder: DecoderConfig,
+        mask: MaskConfig,
+        augment: AugmentConfig,
+        normalize_target: bool = True,
+    ) -> None:
+        super().__init__()
+        self.encoder = VideoEncoder(encoder)
+        self.augment = VideoAugment(augment)
+        self.mask_cfg = mask
+        self.normalize_target = normalize_target
+        t, p = encoder.tubelet, self.encoder.patch
+        width, heads = decoder_dims(decoder, encoder.size)
+        out_dim = encoder.in_chans * t * p * p
+        self.decoder = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
+        self.register_buffer("mean", torch.tensor(augment.mean), persistent=False)
+        self.register_buffer("std", torch.tensor(augment.std), persistent=False)
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {"decoder.mask_token"}
+
+    def reconstruct(self, video: torch.Tensor, mask: Mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised video [B,C,T,H,W] and a mask -> (prediction, target), each [B,Nm,t·p·p·C]."""
+        out = self.encoder(video, visible=mask.visible)
+        pred = self.decoder(out.tokens, mask.visible, mask.masked)
+        target = pixel_target(
+            video, self.mean, self.std, self.encoder.cfg.tubelet, self.encoder.patch, self.normalize_target
+        )
+        target = torch.gather(target, 1, mask.masked.unsqueeze(-1).expand(-1, -1, target.shape[-1]))
+        return pred, target
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        mask = make_mask(self.mask_cfg, video.shape[0], self.encoder.grid, generator, video.device)
+        pred, target = self.reconstruct(video, mask)
+        return {"loss": masked_mse(pred, target)}

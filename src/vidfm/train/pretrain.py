@@ -1,0 +1,31 @@
+"""Run any recipe: resolve its config, build its dataset and task, hand them to the one trainer."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from vidfm.data.config import build_dataset
+from vidfm.train.trainer import Trainer, dist_info
+
+
+def resolve(cfg: Any) -> Any:
+    """Apply the linear lr scaling rule: train.lr = blr × effective batch / 256, when the recipe has a blr."""
+    blr = getattr(cfg, "blr", None)
+    if blr is None:
+        return cfg
+    _, world = dist_info()
+    batch = cfg.train.batch_size * cfg.train.accum_steps * world
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=blr * batch / 256))
+
+
+def pretrain(cfg: Any, run_dir: str | Path) -> dict:
+    """Train ``cfg`` (a recipe config) into ``run_dir``; resumes when the folder holds a checkpoint."""
+    cfg = resolve(cfg)
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    task = cfg.build_task()
+    from vidfm.data.datasets import collate
+
+    trainer = Trainer(task, cfg.train, Path(run_dir), dataset, collate, config_to_save=cfg)
+    return trainer.fit()

@@ -58,7 +58,7 @@ def test_targets_are_teacher_features_at_masked_positions() -> None:
     masked = torch.tensor([[0, 5, 17, 31], [1, 2, 20, 30]])
     visible = torch.stack([torch.tensor([i for i in range(32) if i not in row]) for row in masked.tolist()])
     preds, targets = task.predict(video, visible, masked)
-    clip = video * task.std.view(1, -1, 1, 1, 1) + task.mean.view(1, -1, 1, 1, 1)
+    clip = task.augment.unnormalize(video)
     # image teacher: frames 0 and 2 (the first of each tubelet), each frame alone
     image_tokens = task.teacher_image(clip[:, :, ::2]).tokens  # [B, 2·16, 32]
     torch.testing.assert_close(targets["image"], gather_tokens(image_tokens, masked))
@@ -98,7 +98,7 @@ def test_concat_alignment_predicts_all_tubelet_frames() -> None:
     masked = torch.arange(4).expand(2, 4)
     visible = torch.arange(4, 32).expand(2, 28)
     _, targets = task.predict(video, visible, masked)
-    clip = video * task.std.view(1, -1, 1, 1, 1) + task.mean.view(1, -1, 1, 1, 1)
+    clip = task.augment.unnormalize(video)
     frames = task.teacher_image(teacher_frames(clip, 2, "concat")).tokens.view(2, 4, 16, 32)
     # student token 3 (time slot 0, position 3) <- frames 0 and 1 at position 3
     torch.testing.assert_close(targets["image"][:, 3], torch.cat([frames[:, 0, 3], frames[:, 1, 3]], -1))

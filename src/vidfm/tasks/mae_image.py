@@ -91,8 +91,6 @@ class MAEImageTask(nn.Module):
         out_dim = encoder.in_chans * self.encoder.patch**2
         self.decoder = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
         decoder_sincos_3d(self.decoder, self.encoder.grid)
-        self.register_buffer("mean", torch.tensor(augment.mean), persistent=False)
-        self.register_buffer("std", torch.tensor(augment.std), persistent=False)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
@@ -100,5 +98,6 @@ class MAEImageTask(nn.Module):
         mask = make_mask(self.mask_cfg, images.shape[0], self.encoder.grid, generator, video.device)
         out = self.encoder(images, visible=mask.visible)
         pred = self.decoder(out.tokens, mask.visible, mask.masked)  # [B·T,Nm,p·p·C]
-        target = mae_pixel_target(images, self.mean, self.std, self.encoder.patch, self.normalize_target)
+        mean, std = self.augment.mean, self.augment.std
+        target = mae_pixel_target(images, mean, std, self.encoder.patch, self.normalize_target)
         return {"loss": masked_mse(pred, gather_tokens(target, mask.masked))}

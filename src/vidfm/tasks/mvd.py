@@ -85,8 +85,6 @@ class MVDTask(nn.Module):
             self.weights[name] = float(weight)
         if not self.weights:
             raise ValueError("both teacher weights are 0: MVD has nothing to distil")
-        self.register_buffer("mean", torch.tensor(augment.mean), persistent=False)
-        self.register_buffer("std", torch.tensor(augment.std), persistent=False)
 
     def targets(self, name: str, clip: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """Teacher ``name``'s features on the student's token grid: clip [B,C,T,H,W] in [0,1] -> [B,N,D']."""
@@ -100,7 +98,7 @@ class MVDTask(nn.Module):
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
         """Normalised video [B,C,T,H,W] and mask indices -> per branch (prediction, target), each [B,Nm,D']."""
         out = self.encoder(video, visible=visible)
-        clip = video * self.std.view(1, -1, 1, 1, 1) + self.mean.view(1, -1, 1, 1, 1)  # what teachers take
+        clip = self.augment.unnormalize(video)  # [B,C,T,H,W] in [0,1], what teachers take
         preds, targets = {}, {}
         for name in self.weights:
             target = gather_tokens(self.targets(name, clip, out.grid), masked)

@@ -18,13 +18,9 @@ from typing import Literal
 
 import torch
 
+from vidfm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # MAE/VideoMAE/MVD inputs; the default
 from vidfm.models.encoder import VideoEncoder
 from vidfm.teachers.base import Teacher, TeacherOutput
-
-# The normalisation of MAE, VideoMAE and MVD inputs (timm IMAGENET_DEFAULT_MEAN/STD), used when a checkpoint
-# does not say otherwise.
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 TeacherKind = Literal["image", "video"]
 

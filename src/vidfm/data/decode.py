@@ -55,6 +55,8 @@ class VideoInfo:
     ``width``/``height`` are the displayed size after rotation (pixels taken as square: the sample aspect
     ratio is not applied). ``rotation`` is the counter-clockwise display rotation in degrees (FFmpeg display
     matrix; frames are returned already rotated upright). ``keyframes`` are frame indices, when asked for.
+    ``seekable`` is False when frames are found by counting from the start (timestamps unusable).
+    ``problems`` lists what is wrong with the file (e.g. fewer frames stored than declared).
     """
 
     path: str
@@ -68,6 +70,7 @@ class VideoInfo:
     rotation: int = 0
     keyframes: list[int] | None = None
     declared_frames: int = 0
+    seekable: bool = True
     problems: list[str] = field(default_factory=list)
 
 
@@ -243,10 +246,9 @@ class VideoReader:
             rotation=rotation,
             keyframes=[int(k) for k in self._table.keyframes],
             declared_frames=self._table.declared,
+            seekable=self._table.by_pts,
             problems=list(self._table.problems),
         )
-        if not self._table.by_pts:
-            self.info.problems.append("timestamps unusable for seeking: frames indexed by decode order")
 
     # ----------------------------------------------------------------- public
     def read(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -292,9 +294,13 @@ class VideoReader:
         return combine([got[int(i)] for i in idx])
 
     def close(self) -> None:
+        """Close the file and free the decoder now. The frame generator refers back to the reader, so
+        without this the decoder (and its threads) would live until the cyclic GC runs, possibly in a
+        forked DataLoader worker, where freeing it joins threads that do not exist there (crash)."""
+        self._frames = self._pending = None
         if getattr(self, "_container", None) is not None:
             self._container.close()
-            self._container = None
+        self._container = self._stream = None
 
     def __enter__(self) -> VideoReader:
         return self
@@ -319,7 +325,7 @@ class VideoReader:
         """The pts contradicted the packet table: count decoder output from the start instead."""
         self._table.by_pts = False
         if hasattr(self, "info"):
-            self.info.problems.append("timestamps inconsistent: frames indexed by decode order")
+            self.info.seekable = False
         self._restart(0)
 
     def _collect(self, wanted: np.ndarray, convert: Callable[[Any], Any]) -> dict[int, Any]:
@@ -443,8 +449,9 @@ def check_decode(path: str | Path) -> DecodeCheck:
     path = str(path)
     container, stream = _open(path)
     decoded, errors = 0, []
-    level = av.logging.get_level()
+    level, skip = av.logging.get_level(), av.logging.get_skip_repeated()
     av.logging.set_level(av.logging.WARNING)
+    av.logging.set_skip_repeated(False)  # else a message seen before (another file, earlier) is dropped
     try:
         with av.logging.Capture(local=False) as logs:
             stored = 0
@@ -458,6 +465,7 @@ def check_decode(path: str | Path) -> DecodeCheck:
                     errors.append(str(e))
     finally:
         av.logging.set_level(level)
+        av.logging.set_skip_repeated(skip)
         container.close()
     warnings = sorted({m.strip() for lvl, _, m in logs if lvl <= av.logging.WARNING and m.strip()})
     return DecodeCheck(decoded=decoded, stored=stored, errors=errors, warnings=warnings)

@@ -31,26 +31,23 @@ class DemoConfig:
 
 
 def probe_rows(
-    name: str, encoder: torch.nn.Module, cfg, manifest: Path, demo: DemoConfig, device: torch.device
+    name: str, encoder: torch.nn.Module | None, cfg, manifest: Path, demo: DemoConfig
 ) -> list[list]:
-    """Linear-probe and kNN top-1 on digit and motion for one encoder (features extracted once per split)."""
-    from vidfm.data.config import build_dataset
-    from vidfm.eval.features import extract_features
-    from vidfm.eval.probes import knn_probe, linear_probe
+    """Linear-probe and kNN top-1 on digit and motion for one encoder (None = the trivial baseline)."""
+    from vidfm.eval.frozen import probe_features, split_features
 
     data = dataclasses.replace(cfg.data, manifest=str(manifest))
-    kw = dict(
-        size=cfg.augment.size, mean=cfg.augment.mean, std=cfg.augment.std, pool=demo.pool, device=device
+    feats = split_features(
+        encoder,
+        data,
+        cfg.augment,
+        pool=demo.pool,
+        workers=demo.workers,
+        seed=demo.seed,
+        device=default_device(),
     )
-    kw["workers"] = demo.workers
-    train = extract_features(encoder, build_dataset(data, seed=demo.seed, split="train", train=False), **kw)
-    test = extract_features(encoder, build_dataset(data, seed=demo.seed, split="test", train=False), **kw)
-    rows = []
-    for col in ("digit", "motion"):
-        lin = linear_probe(train.x, train.labels[col], test.x, test.labels[col], seed=demo.seed)
-        knn = knn_probe(train.x, train.labels[col], test.x, test.labels[col])
-        rows.append([name, col, lin.top1, knn.top1])
-    return rows
+    rows = probe_features(feats["train"], feats["test"], ["digit", "motion"], seed=demo.seed)
+    return [[name, r.label, r.linear, r.knn] for r in rows]
 
 
 def run_demo(demo: DemoConfig) -> str:
@@ -90,8 +87,9 @@ def run_demo(demo: DemoConfig) -> str:
     random_encoder = VideoEncoder(cfg.encoder)
     task = cfg.build_task()
     load_model_weights(run_dir, task)
-    rows = probe_rows("random init", random_encoder, cfg, manifest, demo, device)
-    rows += probe_rows("VideoMAE pre-trained", task.encoder, cfg, manifest, demo, device)
+    rows = probe_rows("trivial baseline (colour histogram + frame differences)", None, cfg, manifest, demo)
+    rows += probe_rows("random init", random_encoder, cfg, manifest, demo)
+    rows += probe_rows("VideoMAE pre-trained", task.encoder, cfg, manifest, demo)
     header = ["encoder", "label", "linear top-1", "kNN top-1"]
     table = save_table(header, rows, report / "results.md", report / "results.csv")
     plot_loss_curves({"VideoMAE": run_dir / "metrics.jsonl"}, report / "loss.png")

@@ -33,43 +33,32 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vidfm.data.config import build_dataset
-    from vidfm.eval.features import extract_features
-    from vidfm.eval.probes import knn_probe, linear_probe
+    from vidfm.eval.frozen import probe_features, split_features
     from vidfm.eval.report import markdown_table
     from vidfm.recipes import load_run_encoder
     from vidfm.utils import default_device
 
     encoder, cfg = load_run_encoder(args.checkpoint, random_init=args.random_init, seed=args.seed)
-    data = dataclasses.replace(cfg.data, manifest=args.data, short_side=cfg.augment.size)
+    data = dataclasses.replace(cfg.data, manifest=args.data)
     if args.stride is not None:
         data = dataclasses.replace(data, stride=args.stride)
-    kw = dict(
-        size=cfg.augment.size,
-        mean=cfg.augment.mean,
-        std=cfg.augment.std,
+    splits = (args.train_split, args.test_split)
+    feats = split_features(
+        None if args.baseline else encoder,
+        data,
+        cfg.augment,
+        splits,
+        views=args.clips,
         crops=args.crops,
         pool=args.pool,
         workers=args.workers,
+        seed=args.seed,
         device=default_device(),
     )
-    feats = {
-        split: extract_features(
-            encoder,
-            build_dataset(
-                data, seed=args.seed, split=split, views=args.clips, train=False, crop_square=args.crops == 1
-            ),
-            **kw,
-        )
-        for split in (args.train_split, args.test_split)
-    }
-    train, test = feats[args.train_split], feats[args.test_split]
-    rows = []
-    for col in args.label:
-        if col not in train.labels:
-            raise SystemExit(f"label column {col!r} not in {args.data} (have {sorted(train.labels)})")
-        lin = linear_probe(train.x, train.labels[col], test.x, test.labels[col], seed=args.seed)
-        knn = knn_probe(train.x, train.labels[col], test.x, test.labels[col])
-        rows.append([col, lin.top1, knn.top1, lin.detail])
-    print(markdown_table(["label", "linear top-1", "kNN top-1", "probe"], rows))
+    try:
+        rows = probe_features(feats[splits[0]], feats[splits[1]], args.label, seed=args.seed)
+    except KeyError as exc:
+        raise SystemExit(str(exc)) from None
+    table = [[r.label, r.linear, r.knn, r.detail] for r in rows]
+    print(markdown_table(["label", "linear top-1", "kNN top-1", "probe"], table))
     return 0

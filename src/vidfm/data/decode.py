@@ -455,14 +455,17 @@ def check_decode(path: str | Path) -> DecodeCheck:
     try:
         with av.logging.Capture(local=False) as logs:
             stored = 0
-            for packet in container.demux(stream):
-                stored += packet.size > 0 and not packet.is_discard
-                try:
-                    decoded += len(packet.decode())
-                except av.error.EOFError:
-                    break
-                except av.error.FFmpegError as e:
-                    errors.append(str(e))
+            try:
+                for packet in container.demux(stream):
+                    stored += packet.size > 0 and not packet.is_discard
+                    try:
+                        decoded += len(packet.decode())
+                    except av.error.EOFError:
+                        break
+                    except av.error.FFmpegError as e:
+                        errors.append(str(e))
+            except (av.error.FFmpegError, OSError) as e:  # the container itself is broken further on
+                errors.append(f"demuxing stopped: {e}")
     finally:
         av.logging.set_level(level)
         av.logging.set_skip_repeated(skip)
@@ -521,39 +524,18 @@ def read_motion_vectors(path: str | Path, indices: Sequence[int] | np.ndarray | 
     with VideoReader(path, codec_options={"flags2": "+export_mvs"}, thread_type="SLICE") as reader:
         idx = np.arange(reader.info.num_frames) if indices is None else np.asarray(indices, np.int64)
         h, w = reader._coded_hw
+        no_motion = np.zeros((math.ceil(h / _MB), math.ceil(w / _MB), 2), np.float32)  # I-frames
 
         def convert(frame: Any) -> tuple[np.ndarray, bool, str]:
             side = frame.side_data.get("MOTION_VECTORS")
-            grid = motion_grid(side.to_ndarray(), h, w) if side is not None else motion_grid(_NO_MV, h, w)
+            grid = motion_grid(side.to_ndarray(), h, w) if side is not None else no_motion
             return grid, bool(frame.key_frame), _pict_name(frame)
 
         items = reader.gather(idx, convert)
-    empty = np.zeros((0, math.ceil(h / _MB), math.ceil(w / _MB), 2), np.float32)
     return MotionField(
-        vectors=np.stack([g for g, _, _ in items]) if items else empty,
+        vectors=np.stack([g for g, _, _ in items]) if items else no_motion[None][:0],
         keyframe=np.asarray([k for _, k, _ in items], bool),
         pict_type=[p for _, _, p in items],
         frame_size=(h, w),
         indices=np.minimum(idx, reader.info.num_frames - 1),
     )
-
-
-_NO_MV = np.zeros(
-    0,
-    np.dtype(
-        [
-            ("source", "i4"),
-            ("w", "u1"),
-            ("h", "u1"),
-            ("src_x", "i2"),
-            ("src_y", "i2"),
-            ("dst_x", "i2"),
-            ("dst_y", "i2"),
-            ("flags", "u8"),
-            ("motion_x", "i4"),
-            ("motion_y", "i4"),
-            ("motion_scale", "u2"),
-        ],
-        align=True,
-    ),
-)

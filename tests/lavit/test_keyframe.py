@@ -1,0 +1,64 @@
+"""Keyframe tokenizer: frozen encoder, codes, feature and pixel reconstruction, rendering."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidfm.lavit.keyframe import KeyframeTokenizer, KeyframeTokenizerConfig
+from vidfm.lavit.motion_vq import QuantizerConfig
+from vidfm.models.encoder import EncoderConfig
+from vidfm.tasks.motion_vq import KeyframeVQTask
+
+CFG = KeyframeTokenizerConfig(
+    encoder=EncoderConfig(size="T/8", depth=2, width=64, heads=2, tubelet=1, num_frames=1, img_size=32),
+    image_size=32,
+    quantizer=QuantizerConfig(num_codes=64, dim=16),
+    decoder_width=32,
+    decoder_depth=1,
+    decoder_heads=2,
+)
+
+
+def images(b: int = 4) -> torch.Tensor:
+    return torch.randint(
+        0, 256, (b, 32, 32, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8
+    )
+
+
+def test_tokens_and_rendering():
+    tok = KeyframeTokenizer(CFG).eval()
+    ids = tok.tokenize(images())
+    assert tok.num_tokens == 16 and ids.shape == (4, 16) and int(ids.max()) < 64
+    out = tok.render(ids)
+    assert out.shape == (4, 32, 32, 3) and out.dtype == torch.uint8
+    with pytest.raises(ValueError, match="token ids"):
+        tok.render(torch.full((1, 16), 64))
+    with pytest.raises(ValueError, match="keyframes must be"):
+        tok.tokenize(images()[:, :16])
+    # Same seed, same frozen encoder: a rebuilt tokenizer reads the same features.
+    again = KeyframeTokenizer(CFG).eval()
+    x = tok.normalize(images())
+    assert torch.equal(tok.encoder(x).tokens, again.encoder(x).tokens)
+
+
+def test_training_reconstructs_and_keeps_the_encoder_frozen():
+    torch.manual_seed(0)
+    task = KeyframeVQTask(CFG)
+    task.train()
+    assert not task.tokenizer.encoder.training
+    frozen = {k: v.clone() for k, v in task.tokenizer.encoder.state_dict().items()}
+    opt = torch.optim.AdamW([p for p in task.parameters() if p.requires_grad], lr=3e-3)
+    b = {"keyframe": images(8)}
+    first = None
+    for _ in range(30):
+        out = task(b, torch.Generator().manual_seed(0))
+        opt.zero_grad()
+        out["loss"].backward()
+        opt.step()
+        first = first if first is not None else out["loss"].item()
+    assert {"feature", "pixel", "commit", "perplexity", "usage"} <= set(out)
+    assert out["loss"].item() < 0.7 * first
+    assert all(p.grad is None for p in task.tokenizer.encoder.parameters())
+    assert all(torch.equal(v, frozen[k]) for k, v in task.tokenizer.encoder.state_dict().items())
+    assert any(k.startswith("tokenizer.encoder.") for k in task.state_dict())  # saved with the tokenizer

@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "vidfm.commands.pretrain",
     "vidfm.commands.probe",
     "vidfm.commands.convert",
+    "vidfm.commands.tokenize",
     "vidfm.commands.teacher",
 ]
 

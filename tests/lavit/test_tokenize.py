@@ -1,0 +1,77 @@
+"""End to end: train the three tiny stages for a few steps, then ``vidfm tokenize`` and ``vidfm detokenize``."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vidfm.cli import main
+from vidfm.config import apply_overrides
+from vidfm.data.decode import probe
+from vidfm.data.digits import make_digits_motion
+from vidfm.lavit.tokenize import load_tokenizers, sequence
+from vidfm.recipes import get_recipe, load_run_config
+from vidfm.recipes.motion_vq import MotionVQRecipe, train
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lavit")
+    manifest = make_digits_motion(root / "digits", n=6, seed=0)
+    out = {}
+    for stage, variant in (
+        ("motion", "tiny"),
+        ("keyframe", "keyframe-tiny"),
+        ("detokenizer", "detokenizer-tiny"),
+    ):
+        cfg = apply_overrides(
+            get_recipe(f"motion_vq:{variant}"),
+            [f"data.manifest={manifest}", "data.split=none", "train.steps=2", "train.batch_size=4",
+             "train.progress=false", "train.warmup_steps=0", "detokenizer.channels=[8,16,32]"],
+        )  # fmt: skip
+        train(cfg, root / stage)
+        out[stage] = root / stage
+    out["video"] = root / "digits" / "videos" / "000000.mp4"
+    return out
+
+
+def test_runs_rebuild_from_their_config(runs):
+    cfg = load_run_config(runs["detokenizer"])
+    assert isinstance(cfg, MotionVQRecipe) and cfg.stage == "detokenizer" and cfg.detokenizer.size == 32
+    tok = load_tokenizers(str(runs["motion"]), str(runs["keyframe"]), str(runs["detokenizer"]))
+    assert tok.motion.tokens_grid == (2, 2, 2) and tok.keyframe.num_tokens == 64
+    assert tok.clips.clip_frames == 16 and not tok.clips.reencode
+
+
+def test_tokenize_then_detokenize(runs, tmp_path):
+    tokens = tmp_path / "clip.json"
+    assert main(["tokenize", str(runs["video"]), "--motion-run", str(runs["motion"]),
+                 "--keyframe-run", str(runs["keyframe"]), "--out", str(tokens)]) == 0  # fmt: skip
+    doc = json.loads(tokens.read_text())
+    (clip,) = doc["clips"]  # a digits-motion video is one 16-frame clip (one I-frame)
+    assert clip["start"] == 0 and clip["num_frames"] == 16
+    assert len(clip["visual"]) == 64 and len(clip["motion"]) == 8
+    assert doc["sequence"].split() == sequence(clip["visual"], clip["motion"])
+    assert doc["sequence"].startswith("<visual> v") and doc["sequence"].endswith("</motion>")
+    stats = doc["stats"]
+    assert stats["tokens"] == 64 + 8 + 4 and stats["seconds"] == pytest.approx(2.0)  # 16 frames at 8 fps
+    assert stats["tokens_per_second"] == pytest.approx(38.0)
+    assert stats["vit_tokens_per_second"] == pytest.approx(196 * 8)  # 224px/16 ViT, one token per patch
+
+    video = tmp_path / "out.mp4"
+    assert main(["detokenize", str(tokens), "--detokenizer-run", str(runs["detokenizer"]),
+                 "--out", str(video), "--steps", "2"]) == 0  # fmt: skip
+    info = probe(video)
+    assert info.num_frames == 16 and (info.width, info.height) == (32, 32) and info.fps == 8
+
+    broken = tmp_path / "broken.json"
+    broken.write_text(json.dumps({**doc, "format": "other"}))
+    assert main(["detokenize", str(broken), "--detokenizer-run", str(runs["detokenizer"]),
+                 "--out", str(tmp_path / "x.mp4")]) == 1  # fmt: skip
+
+
+def test_tokenize_reports_a_broken_video(runs, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    assert main(["tokenize", str(bad), "--motion-run", str(runs["motion"])]) == 1

@@ -129,8 +129,10 @@ class ClipDataset(Dataset):
         if not good:
             raise RuntimeError(f"no video could be prepared, e.g. {self.failures[:3]}")
         self.video = torch.as_tensor(np.concatenate([np.full(len(r["start"]), i) for i, r in good]))
-        self.arrays = {k: np.concatenate([r[k] for _, r in good]) for k in _FIELDS if k in good[0][1]}
-        self.motion = resize_motion(self.arrays["motion"], grid)  # [N, 2, T, gh, gw]
+        # Videos differ in size, so their macroblock grids too: each is resized to ``grid`` first.
+        self.motion = torch.cat([resize_motion(r["motion"], grid) for _, r in good])  # [N, 2, T, gh, gw]
+        keep = [k for k in _FIELDS if k in good[0][1] and k != "motion"]
+        self.arrays = {k: np.concatenate([r[k] for _, r in good]) for k in keep}
         self.keyframe = torch.from_numpy(self.arrays["keyframe"])
         self.frames = torch.from_numpy(self.arrays["frames"]) if "frames" in self.arrays else None
         self.num_frames = torch.from_numpy(self.arrays["num_frames"])

@@ -162,8 +162,8 @@ def tiny_motion(num_codes: int = 256) -> MotionVQConfig:
 
 def tiny(stage: str = "motion") -> MotionVQRecipe:
     """The digits-motion scale of ``stage``: 8 motion tokens, a 4-block ViT-T/8 keyframe encoder with 64
-    tokens and a 512-code book, a 3-level (24, 48, 96) U-Net on 16 x 32 x 32 clips."""
-    steps, batch = {"motion": (600, 32), "keyframe": (400, 32), "detokenizer": (1500, 8)}[stage]
+    tokens and a 512-code book, a 3-level (16, 32, 64) U-Net on 16 x 32 x 32 clips."""
+    steps, batch = {"motion": (600, 32), "keyframe": (400, 32), "detokenizer": (1000, 8)}[stage]
     return MotionVQRecipe(
         stage=stage,  # type: ignore[arg-type]
         data=_tiny_data(),
@@ -175,7 +175,7 @@ def tiny(stage: str = "motion") -> MotionVQRecipe:
             quantizer=QuantizerConfig(num_codes=512),
             decoder_width=128,
         ),
-        detokenizer=DetokenizerConfig(num_frames=16, size=32, channels=(24, 48, 96), blocks=1, steps=12),
+        detokenizer=DetokenizerConfig(num_frames=16, size=32, channels=(16, 32, 64), blocks=1, steps=12),
     )
 
 

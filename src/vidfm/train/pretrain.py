@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from vidfm.data.config import build_dataset
 from vidfm.train.trainer import Trainer, dist_info
@@ -20,12 +23,16 @@ def resolve(cfg: Any) -> Any:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, lr=blr * batch / 256))
 
 
-def pretrain(cfg: Any, run_dir: str | Path) -> dict:
-    """Train ``cfg`` (a recipe config) into ``run_dir``; resumes when the folder holds a checkpoint."""
+def pretrain(cfg: Any, run_dir: str | Path, on_log: Callable[[dict], None] | None = None) -> dict:
+    """Train ``cfg`` (a recipe config) into ``run_dir``; resumes when the folder holds a checkpoint.
+
+    ``on_log`` receives every logged record (step, loss, lr, …), e.g. for a caller's own progress report.
+    """
     cfg = resolve(cfg)
     dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)  # the initial weights come from the run's seed, not from earlier work
     task = cfg.build_task()
     from vidfm.data.datasets import collate
 
-    trainer = Trainer(task, cfg.train, Path(run_dir), dataset, collate, config_to_save=cfg)
+    trainer = Trainer(task, cfg.train, Path(run_dir), dataset, collate, config_to_save=cfg, on_log=on_log)
     return trainer.fit()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -199,9 +200,10 @@ def reencode(
     out = Path(out)
     forced = set(int(k) for k in keyframes_at)
     with VideoReader(path, short_side=short_side) as reader, av.open(str(out), "w") as container:
-        rate = round(fps) if abs(fps - round(fps)) < 1e-9 else fps
         stream = container.add_stream(
-            "mpeg4", rate=rate, options={"g": str(gop), "b": bitrate, "bf": "0", "sc_threshold": "1000000000"}
+            "mpeg4",
+            rate=Fraction(fps).limit_denominator(1001),
+            options={"g": str(gop), "b": bitrate, "bf": "0", "sc_threshold": "1000000000"},
         )
         stream.pix_fmt = "yuv420p"
         stream.codec_context.thread_count = 1

@@ -131,10 +131,13 @@ def resolve(cfg: MotionVQRecipe) -> MotionVQRecipe:
 
 def train(cfg: MotionVQRecipe, run_dir: str | Path) -> dict:
     """Train one stage into ``run_dir`` with the one trainer (resumes when the folder has a checkpoint)."""
+    import torch
+
     from vidfm.train.trainer import Trainer
 
     cfg = resolve(cfg)
     dataset = cfg.build_dataset(seed=cfg.train.seed)
+    torch.manual_seed(cfg.train.seed)  # initial weights from the run's seed, as vidfm.train.pretrain
     trainer = Trainer(cfg.build_task(), cfg.train, Path(run_dir), dataset, None, config_to_save=cfg)
     return trainer.fit()
 

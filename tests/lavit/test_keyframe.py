@@ -62,3 +62,24 @@ def test_training_reconstructs_and_keeps_the_encoder_frozen():
     assert all(p.grad is None for p in task.tokenizer.encoder.parameters())
     assert all(torch.equal(v, frozen[k]) for k, v in task.tokenizer.encoder.state_dict().items())
     assert any(k.startswith("tokenizer.encoder.") for k in task.state_dict())  # saved with the tokenizer
+
+
+def test_encoder_from_a_run(tmp_path):
+    # A VideoMAE-style run folder: config.yaml with an ``encoder`` section, weights under ``encoder.``.
+    from vidfm.config import save_config
+    from vidfm.lavit.keyframe import resolve_encoder
+    from vidfm.models.encoder import VideoEncoder
+    from vidfm.recipes.videomae import config as videomae_config
+    from vidfm.train.checkpoint import save_checkpoint
+
+    run_cfg = videomae_config("tiny")
+    torch.manual_seed(5)
+    encoder = VideoEncoder(run_cfg.encoder)
+    save_config(run_cfg, tmp_path / "config.yaml")
+    save_checkpoint(tmp_path, 1, {f"encoder.{k}": v for k, v in encoder.state_dict().items()}, {"step": 1})
+    cfg = resolve_encoder(KeyframeTokenizerConfig(encoder_run=str(tmp_path), image_size=64))
+    assert cfg.encoder == run_cfg.encoder and cfg.mean == tuple(run_cfg.augment.mean)
+    tok = KeyframeTokenizer(cfg)
+    assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in tok.encoder.state_dict().items())
+    # A video encoder (tubelet 2) reads the keyframe as a two-frame still clip: one token per patch.
+    assert tok.tokenize(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (1, 64)

@@ -15,6 +15,7 @@ RECIPES: dict[str, str] = {
     "mae_image": "vidfm.recipes.mae_image",
     "mvd": "vidfm.recipes.mvd",
     "motion_vq": "vidfm.recipes.motion_vq",
+    "finetune": "vidfm.recipes.finetune",
 }
 
 

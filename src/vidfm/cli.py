@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "vidfm.commands.data",
     "vidfm.commands.pretrain",
     "vidfm.commands.probe",
+    "vidfm.commands.eval",
+    "vidfm.commands.embed",
     "vidfm.commands.convert",
     "vidfm.commands.tokenize",
     "vidfm.commands.teacher",

@@ -1,0 +1,56 @@
+"""``vidfm embed``: clip embeddings of a folder of videos with a run's encoder, to .npy or .parquet."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "embed",
+        help="export clip embeddings of many videos (npy or parquet with paths), resumable",
+        description="Embed every video of VIDEOS (a folder, searched recursively; a CSV manifest; a text file "
+        "with one path per line; or video files) with the encoder of a run. Writes OUT (.npy: float32 [N,D] "
+        "with OUT.paths.txt giving the row order; .parquet: path + embedding columns). Work is saved in parts "
+        "under OUT.parts/, so an interrupted export resumes where it stopped. Unreadable videos are reported, "
+        "listed in OUT.failed.txt and skipped.",
+    )
+    p.add_argument("videos", nargs="+", help="folder, manifest.csv, list.txt or video files")
+    p.add_argument("--checkpoint", required=True, help="vidfm run folder")
+    p.add_argument("--out", required=True, help="output file: .npy or .parquet")
+    p.add_argument("--random-init", action="store_true", help="a random-init encoder of the run's config")
+    p.add_argument("--pool", default="mean", choices=["mean", "cls", "grid2x2"], help="clip feature")
+    p.add_argument("--clips", type=int, default=1, help="temporal clips per video, averaged")
+    p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip, averaged")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--part-size", type=int, default=512, help="videos per saved part (the resume unit)")
+    p.add_argument("--workers", type=int, default=2, help="decoding worker processes")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vidfm.data.datasets import DataError
+    from vidfm.eval.embed import embed_videos
+
+    source = args.videos[0] if len(args.videos) == 1 else list(args.videos)
+    try:
+        res = embed_videos(
+            source,
+            args.checkpoint,
+            args.out,
+            pool=args.pool,
+            clips=args.clips,
+            crops=args.crops,
+            batch_size=args.batch_size,
+            part_size=args.part_size,
+            workers=args.workers,
+            random_init=args.random_init,
+            progress=not args.no_progress,
+        )
+    except (DataError, FileNotFoundError, ValueError, ImportError) as exc:
+        raise SystemExit(f"vidfm embed: {exc}") from None
+    print(
+        f"{res.count} embeddings of dimension {res.dim} -> {res.out} ({len(res.failed)} unreadable, skipped)"
+    )
+    return 0

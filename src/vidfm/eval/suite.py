@@ -1,0 +1,636 @@
+"""The evaluation suite: several checkpoints × several tasks -> one table and a report folder.
+
+Tasks (``KIND:DATA[:COLUMN]``; DATA is ``digits-motion`` or a CSV manifest with train/test splits):
+
+- ``probe:DATA:COLUMN``     frozen features, linear probe + kNN (:mod:`vidfm.eval.frozen`)
+- ``attentive:DATA:COLUMN`` frozen tokens, attentive MAP probe (:mod:`vidfm.eval.attentive`)
+- ``finetune:DATA:COLUMN``  end-to-end fine-tuning, multi-view test (:mod:`vidfm.eval.finetune`)
+- ``retrieval:DATA``        zero-shot text-video retrieval of a video-language run
+
+Checkpoints: a run folder (``NAME=RUN`` names it), ``random`` (random init of the first run's config, or
+``random:RUN``) and ``baseline`` (colour histogram + frame differences; probe tasks only).
+
+One encoder pass per (checkpoint, data): all probe and attentive tasks on the same manifest share it.
+Every (checkpoint, task) result is stored under ``OUT/results/`` with the settings it was computed with,
+so a re-run (after an interruption, or with one more checkpoint) computes only what is missing. A task that
+fails for one checkpoint is reported in its cell and the report; the others go on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vidfm.eval.attentive import AttentiveConfig
+from vidfm.utils import default_device, log
+
+KINDS = ("probe", "attentive", "finetune", "retrieval")
+DIGITS = "digits-motion"
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """name: column title. run: run folder (None for the trivial baseline). random_init: the run's config
+    with fresh weights."""
+
+    name: str
+    run: Path | None
+    random_init: bool = False
+
+    @property
+    def baseline(self) -> bool:
+        return self.run is None
+
+
+@dataclass(frozen=True)
+class Task:
+    spec: str
+    kind: str
+    data: str
+    column: str | None = None
+
+
+@dataclass
+class SuiteConfig:
+    """out: report folder. pool/clips/crops: clip feature of the linear/kNN probes. attentive: probe grid.
+    finetune_variant/finetune_overrides: the ``finetune`` recipe variant and ``key=value`` settings.
+    digits_dir: where ``digits-motion`` lives or is generated (default: beside the first run's data when
+    that is digits-motion, else ``$VIDFM_CACHE/digits-motion``, ``~/.cache/vidfm`` by default)."""
+
+    out: Path = Path("vidfm-eval")
+    pool: str = "mean"
+    clips: int = 1
+    crops: int = 1
+    attentive: AttentiveConfig = field(default_factory=AttentiveConfig)
+    finetune_variant: str = "tiny"
+    finetune_overrides: tuple[str, ...] = ()
+    digits_dir: Path | None = None
+    retrieval_split: str = "test"
+    workers: int = 0
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class Cell:
+    """value (None: not available); detail: how it was obtained (or why it does not apply); error."""
+
+    value: float | None = None
+    detail: str = ""
+    error: str = ""
+
+
+class NotApplicable(ValueError):
+    """The task does not apply to this checkpoint (e.g. an attentive probe of the trivial baseline)."""
+
+
+@dataclass
+class SuiteResult:
+    """rows: (task spec, metric, chance or None, {checkpoint name: Cell}); examples: retrieval examples
+    per (checkpoint, task) as dicts with path, caption, rank."""
+
+    checkpoints: list[Checkpoint]
+    tasks: list[Task]
+    rows: list[tuple[str, str, float | None, dict[str, Cell]]] = field(default_factory=list)
+    examples: dict[str, list[dict]] = field(default_factory=dict)
+    finetune_runs: dict[str, Path] = field(default_factory=dict)
+
+
+# ----------------------------------------------------------------------------- parsing
+def parse_checkpoints(specs: list[str]) -> list[Checkpoint]:
+    """``RUN``, ``NAME=RUN``, ``random``, ``random:RUN``, ``baseline`` -> checkpoints (runs checked)."""
+    real = [
+        s.split("=", 1)[-1] for s in specs if s not in ("random", "baseline") and not s.startswith("random:")
+    ]
+    out = []
+    for spec in specs:
+        if spec == "baseline":
+            out.append(Checkpoint("trivial baseline", None))
+            continue
+        name, _, path = spec.rpartition("=") if "=" in spec else ("", "", spec)
+        random_init = path == "random" or path.startswith("random:")
+        if random_init:
+            path = path.partition(":")[2] or (real[0] if real else "")
+            if not path:
+                raise ValueError("'random' needs a run to take the config from: give a run or random:RUN")
+        run = Path(path)
+        if not (run / "config.yaml").is_file():
+            raise FileNotFoundError(f"{run} is not a vidfm run folder (no config.yaml)")
+        if not name:
+            name = _run_name(run, real)
+            name = (
+                f"random init ({name})"
+                if random_init and len(real) > 1
+                else "random init"
+                if random_init
+                else name
+            )
+        out.append(Checkpoint(name, run, random_init))
+    names = [c.name for c in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"checkpoint names repeat: {names}; name them with NAME=RUN")
+    return out
+
+
+def _run_name(run: Path, all_runs: list[str]) -> str:
+    # A run folder called "run" (as the demo's) says little: take its parent's name too.
+    base = run.resolve().name
+    if base in ("run", "runs", "checkpoints") or sum(Path(r).resolve().name == base for r in all_runs) > 1:
+        return f"{run.resolve().parent.name}/{base}"
+    return base
+
+
+def parse_tasks(specs: list[str]) -> list[Task]:
+    """``KIND:DATA:COLUMN`` (retrieval: ``retrieval:DATA``) -> tasks; bad specs raise ValueError."""
+    out = []
+    for spec in specs:
+        kind, _, rest = spec.partition(":")
+        if kind not in KINDS or not rest:
+            raise ValueError(f"task {spec!r}: use KIND:DATA:COLUMN with KIND in {KINDS} (retrieval:DATA)")
+        if kind == "retrieval":
+            out.append(Task(spec, kind, rest))
+            continue
+        data, _, column = rest.rpartition(":")
+        if not data or not column:
+            raise ValueError(f"task {spec!r} needs a label column: {kind}:DATA:COLUMN")
+        out.append(Task(spec, kind, data, column))
+    if len({t.spec for t in out}) != len(out):
+        raise ValueError("a task is listed twice")
+    return out
+
+
+def resolve_data(task: Task, first_run_cfg: Any, cfg: SuiteConfig) -> Path:
+    """The manifest of a task; ``digits-motion`` is found or generated (demo size: 2000 clips, 16×64²)."""
+    if task.data != DIGITS:
+        path = Path(task.data)
+        if not path.is_file():
+            raise FileNotFoundError(f"task {task.spec}: manifest {path} not found")
+        return path
+    folder = cfg.digits_dir
+    if folder is None and first_run_cfg is not None:
+        candidate = Path(first_run_cfg.data.manifest).parent
+        meta = candidate / "meta.json"
+        if meta.is_file() and json.loads(meta.read_text()).get("dataset") == DIGITS:
+            folder = candidate
+    if folder is None:
+        folder = Path(os.environ.get("VIDFM_CACHE", Path.home() / ".cache" / "vidfm")) / DIGITS
+    manifest = Path(folder) / "manifest.csv"
+    if not manifest.is_file():
+        from vidfm.data.digits import make_digits_motion
+
+        log.info("generating digits-motion (2000 clips) into %s", folder)
+        manifest = make_digits_motion(folder, n=2000, seed=0, workers=cfg.workers)
+    return manifest
+
+
+def _check_column(task: Task, manifest: Path) -> float:
+    """Validate the label column and splits; returns the majority-class rate on test (the chance line)."""
+    from vidfm.data.datasets import read_manifest
+
+    records = read_manifest(manifest)
+    if task.column not in records.classes:
+        raise KeyError(
+            f"task {task.spec}: no column {task.column!r} in {manifest} (have {sorted(records.classes)})"
+        )
+    splits = {r.split for r in records}
+    if not {"train", "test"} <= splits:
+        raise ValueError(f"task {task.spec}: {manifest} needs train and test rows in its split column")
+    y = np.array([r.labels[task.column] for r in records if r.split == "test" and r.labels[task.column] >= 0])
+    return float(np.bincount(y).max() / len(y)) if len(y) else float("nan")
+
+
+# ----------------------------------------------------------------------------- running
+class _Encoders:
+    """Loads each checkpoint's encoder once, on first use."""
+
+    def __init__(self, seed: int) -> None:
+        self.seed, self.cache = seed, {}
+
+    def get(self, ckpt: Checkpoint):  # noqa: ANN201 - (encoder | None, config)
+        from vidfm.recipes import load_run_encoder
+
+        if ckpt not in self.cache:
+            self.cache[ckpt] = load_run_encoder(ckpt.run, random_init=ckpt.random_init, seed=self.seed)
+        return self.cache[ckpt]
+
+
+class _FrozenFeatures:
+    """Features of one (checkpoint, manifest), computed lazily and once: tokens when an attentive task
+    needs them (the mean-pooled features then come from the same pass), else pooled features only."""
+
+    def __init__(self, encoder, run_cfg, manifest: Path, cfg: SuiteConfig, tokens_wanted: bool) -> None:
+        self.encoder, self.run_cfg, self.manifest, self.cfg = encoder, run_cfg, manifest, cfg
+        self.tokens_wanted = tokens_wanted and encoder is not None
+        self._pooled = self._tokens = None
+
+    def _data(self):  # noqa: ANN202
+        return dataclasses.replace(self.run_cfg.data, manifest=str(self.manifest))
+
+    def tokens(self) -> dict:
+        from vidfm.eval.attentive import split_tokens
+
+        if self.encoder is None:
+            raise ValueError("the attentive probe needs an encoder (not the trivial baseline)")
+        if self._tokens is None:
+            c = self.cfg
+            self._tokens = split_tokens(
+                self.encoder, self._data(), self.run_cfg.augment, workers=c.workers, seed=c.seed,
+                device=c.device or default_device(), progress=c.progress,
+            )  # fmt: skip
+        return self._tokens
+
+    def pooled(self) -> dict:
+        from vidfm.eval.frozen import split_features
+
+        c = self.cfg
+        same_protocol = c.pool == "mean" and c.clips == 1 and c.crops == 1
+        if self._pooled is None and self.tokens_wanted and same_protocol:
+            self._pooled = {s: t.features() for s, t in self.tokens().items()}
+        if self._pooled is None:
+            self._pooled = split_features(
+                self.encoder, self._data(), self.run_cfg.augment, views=c.clips, crops=c.crops, pool=c.pool,
+                workers=c.workers, seed=c.seed, device=c.device or default_device(), progress=c.progress,
+            )  # fmt: skip
+        return self._pooled
+
+
+def _labelled(feats, column: str):  # noqa: ANN202 - Features -> Features without unlabelled rows
+    from vidfm.eval.features import Features
+
+    keep = feats.labels[column] >= 0
+    return Features(
+        feats.x[keep],
+        {column: feats.labels[column][keep]},
+        [p for p, k in zip(feats.paths, keep, strict=True) if k],
+    )
+
+
+def _probe(frozen: _FrozenFeatures, task: Task, cfg: SuiteConfig) -> dict[str, Cell]:
+    from vidfm.eval.frozen import probe_features
+
+    feats = frozen.pooled()
+    train, test = (_labelled(feats[s], task.column) for s in ("train", "test"))
+    row = probe_features(train, test, [task.column], seed=cfg.seed)[0]
+    return {"linear top-1": Cell(row.linear, row.detail), "kNN top-1": Cell(row.knn, "k=20")}
+
+
+def _attentive(frozen: _FrozenFeatures, task: Task, cfg: SuiteConfig) -> dict[str, Cell]:
+    import torch
+
+    from vidfm.eval.attentive import attentive_probe
+
+    tok = frozen.tokens()
+    tr, te = (tok[s].labels[task.column] >= 0 for s in ("train", "test"))
+    res = attentive_probe(
+        tok["train"].x[torch.from_numpy(tr)], tok["train"].labels[task.column][tr],
+        tok["test"].x[torch.from_numpy(te)], tok["test"].labels[task.column][te],
+        cfg.attentive, device=cfg.device or default_device(),
+    )  # fmt: skip
+    return {"attentive top-1": Cell(res.top1, res.detail)}
+
+
+def _finetune(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: SuiteConfig, result: SuiteResult):
+    import torch
+
+    from vidfm.eval.finetune import finetune_config, run_finetune
+
+    if ckpt.baseline:
+        raise NotApplicable("fine-tuning needs an encoder (not the trivial baseline)")
+    torch.manual_seed(cfg.seed)  # the head (and a random-init encoder) start from the seed
+    ft_cfg = finetune_config(
+        None if ckpt.random_init else ckpt.run,
+        str(manifest),
+        task.column,
+        variant=cfg.finetune_variant,
+        overrides=list(cfg.finetune_overrides),
+        base=run_cfg,
+    )
+    run_dir = cfg.out / "finetune" / _slug(ckpt.name) / _slug(task.spec)
+    result.finetune_runs[f"{ckpt.name} | {task.spec}"] = run_dir
+    res = run_finetune(ft_cfg, run_dir, workers=cfg.workers, device=cfg.device, progress=cfg.progress)
+    detail = f"{res.steps} steps, {res.views} test views, run {run_dir}"
+    cells = {"fine-tune top-1": Cell(res.top1, detail)}
+    if res.top5 is not None:
+        cells["fine-tune top-5"] = Cell(res.top5, detail)
+    return cells
+
+
+def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: SuiteConfig, result: SuiteResult):
+    import importlib.util
+
+    if ckpt.baseline or ckpt.random_init:
+        raise NotApplicable("retrieval needs a trained video-language run")
+    if not is_video_language(run_cfg):
+        raise ValueError(
+            f"retrieval needs a video-language run ({ckpt.run} has no text encoder in its config)"
+        )
+    if importlib.util.find_spec("vidfm.eval.retrieval") is None:
+        raise ValueError("retrieval needs vidfm.eval.retrieval (the UMT video-language evaluation)")
+    from vidfm.eval.retrieval import evaluate_retrieval
+
+    res = evaluate_retrieval(
+        ckpt.run, str(manifest), split=cfg.retrieval_split, workers=cfg.workers,
+        device=str(cfg.device or default_device()), progress=cfg.progress,
+    )  # fmt: skip
+    cells, examples = retrieval_cells(res)
+    result.examples[f"{ckpt.name} | {task.spec}"] = examples
+    return cells
+
+
+def is_video_language(run_cfg: Any) -> bool:
+    """Whether a run's config has a text side (a field named like ``text``/``text_encoder``)."""
+    return any("text" in f.name for f in dataclasses.fields(run_cfg))
+
+
+def retrieval_cells(res: Any) -> tuple[dict[str, Cell], list[dict]]:
+    """Metric cells and examples from a retrieval result: every numeric field (nested dicts/dataclasses
+    flattened with dots, e.g. ``t2v.R@1``) becomes a metric; ``examples`` items (dicts or objects) give
+    ``path``/``video``, ``caption``/``text`` and ``rank``."""
+    data = (
+        dataclasses.asdict(res)
+        if dataclasses.is_dataclass(res)
+        else dict(vars(res) if not isinstance(res, dict) else res)
+    )
+    raw_examples = data.pop("examples", []) or []
+    cells: dict[str, Cell] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                walk(f"{prefix}.{k}" if prefix else str(k), v)
+        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
+            cells[prefix] = Cell(float(value))
+
+    walk("", data)
+
+    def get(item: Any, *keys: str) -> Any:
+        for k in keys:
+            v = item.get(k) if isinstance(item, dict) else getattr(item, k, None)
+            if v is not None:
+                return v
+        return None
+
+    examples = [
+        {
+            "path": str(get(e, "path", "video", "video_path")),
+            "caption": get(e, "caption", "text"),
+            "rank": get(e, "rank"),
+        }
+        for e in (dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in raw_examples)
+    ]
+    return cells, examples
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")[:80]
+
+
+def _cache_key(ckpt: Checkpoint, task: Task, manifest: Path, cfg: SuiteConfig) -> dict:
+    from vidfm.train.checkpoint import latest_checkpoint
+
+    latest = latest_checkpoint(ckpt.run) if ckpt.run is not None and not ckpt.random_init else None
+    settings: dict[str, Any] = {"seed": cfg.seed}
+    if task.kind == "probe":
+        settings.update(pool=cfg.pool, clips=cfg.clips, crops=cfg.crops)
+    elif task.kind == "attentive":
+        settings.update(dataclasses.asdict(cfg.attentive))
+    elif task.kind == "finetune":
+        settings.update(variant=cfg.finetune_variant, overrides=list(cfg.finetune_overrides))
+    return {
+        "run": str(ckpt.run.resolve()) if ckpt.run else None,
+        "checkpoint": latest.name if latest else None,
+        "random_init": ckpt.random_init,
+        "task": task.spec,
+        "manifest": str(manifest.resolve()),
+        "settings": json.loads(json.dumps(settings)),
+    }
+
+
+def run_suite(checkpoints: list[Checkpoint], tasks: list[Task], cfg: SuiteConfig) -> SuiteResult:
+    """Evaluate every checkpoint on every task; returns the table rows (see :func:`write_report`)."""
+    from vidfm.io import atomic_write_text
+    from vidfm.recipes import load_run_config
+
+    real = [c for c in checkpoints if c.run is not None]
+    first_cfg = load_run_config(real[0].run) if real else None
+    if first_cfg is None:
+        raise ValueError("give at least one run folder (the baseline takes its clip settings from it)")
+    manifests = {t.spec: resolve_data(t, first_cfg, cfg) for t in tasks}
+    chance = {t.spec: _check_column(t, manifests[t.spec]) if t.column else None for t in tasks}
+    result = SuiteResult(checkpoints, tasks)
+    cells: dict[tuple[str, str], dict[str, Cell]] = {}
+    encoders = _Encoders(cfg.seed)
+    (cfg.out / "results").mkdir(parents=True, exist_ok=True)
+    for ckpt in checkpoints:
+        run_cfg = load_run_config(ckpt.run) if ckpt.run else first_cfg
+        frozen: dict[Path, _FrozenFeatures] = {}
+        for task in tasks:
+            manifest = manifests[task.spec]
+            path = cfg.out / "results" / f"{_slug(ckpt.name)}__{_slug(task.spec)}.json"
+            key = _cache_key(ckpt, task, manifest, cfg)
+            stored = json.loads(path.read_text()) if path.is_file() else None
+            if stored is not None and stored["key"] == key:
+                got = {m: Cell(**c) for m, c in stored["cells"].items()}
+                result.examples.update(stored.get("examples", {}))
+                if task.kind == "finetune":
+                    result.finetune_runs[f"{ckpt.name} | {task.spec}"] = (
+                        cfg.out / "finetune" / _slug(ckpt.name) / _slug(task.spec)
+                    )
+            else:
+                log.info("%s: %s", ckpt.name, task.spec)
+                try:
+                    got = _evaluate(
+                        ckpt, task, manifest, run_cfg, cfg, result, frozen, encoders, tasks, manifests
+                    )
+                except NotApplicable as exc:
+                    got = {_first_metric(task): Cell(detail=f"n/a: {exc}")}
+                except Exception as exc:  # one failed cell must not end a long evaluation
+                    log.error("%s on %s failed: %s", ckpt.name, task.spec, exc)
+                    got = {_first_metric(task): Cell(error=f"{type(exc).__name__}: {exc}")}
+                examples = {k: v for k, v in result.examples.items() if k == f"{ckpt.name} | {task.spec}"}
+                payload = {
+                    "key": key,
+                    "cells": {m: dataclasses.asdict(c) for m, c in got.items()},
+                    "examples": examples,
+                }
+                if not any(c.error for c in got.values()):  # errors are retried next time
+                    atomic_write_text(path, json.dumps(payload, indent=1))
+            for metric, cell in got.items():
+                cells.setdefault((task.spec, metric), {})[ckpt.name] = cell
+    for task in tasks:
+        for (spec, metric), row in cells.items():
+            if spec == task.spec:
+                result.rows.append((spec, metric, chance[spec] if "top-1" in metric else None, row))
+    return result
+
+
+def _first_metric(task: Task) -> str:
+    return {"probe": "linear top-1", "attentive": "attentive top-1", "finetune": "fine-tune top-1"}.get(
+        task.kind, "retrieval"
+    )
+
+
+def _evaluate(
+    ckpt, task, manifest, run_cfg, cfg, result, frozen, encoders, tasks, manifests
+) -> dict[str, Cell]:  # noqa: ANN001
+    if task.kind == "finetune":
+        return _finetune(ckpt, task, manifest, run_cfg, cfg, result)
+    if task.kind == "retrieval":
+        return _retrieval(ckpt, task, manifest, run_cfg, cfg, result)
+    if task.kind == "attentive" and ckpt.baseline:
+        raise NotApplicable("the attentive probe needs an encoder (not the trivial baseline)")
+    if manifest not in frozen:
+        encoder = None if ckpt.baseline else encoders.get(ckpt)[0]
+        wants_tokens = any(t.kind == "attentive" and manifests[t.spec] == manifest for t in tasks)
+        frozen[manifest] = _FrozenFeatures(encoder, run_cfg, manifest, cfg, wants_tokens)
+    if task.kind == "probe":
+        return _probe(frozen[manifest], task, cfg)
+    return _attentive(frozen[manifest], task, cfg)
+
+
+# ----------------------------------------------------------------------------- report
+def table_rows(result: SuiteResult) -> tuple[list[str], list[list[object]]]:
+    """Header and rows of the one table: task, metric, chance, then one column per checkpoint."""
+    names = [c.name for c in result.checkpoints]
+    rows = []
+    for spec, metric, chance, cells in result.rows:
+        row: list[object] = [spec, metric, "—" if chance is None else chance]
+        for n in names:
+            cell = cells.get(n)
+            if cell is None or (cell.value is None and not cell.error):
+                row.append("n/a" if cell is not None else "—")
+            else:
+                row.append("error" if cell.error else cell.value)
+        rows.append(row)
+    return ["task", "metric", "chance", *names], rows
+
+
+def plot_accuracy(result: SuiteResult, out: Path) -> bool:
+    """Grouped bars: top-1 of every checkpoint per (task, metric), the chance rate as a tick. False when
+    there is no accuracy to draw."""
+    from vidfm.eval.report import _pyplot
+
+    rows = [r for r in result.rows if "top-1" in r[1]]
+    if not rows:
+        return False
+    plt = _pyplot()
+    names = [c.name for c in result.checkpoints]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) * max(1, len(names)) ** 0.5 + 2), 4))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        vals = [r[3][name].value if name in r[3] and r[3][name].value is not None else 0.0 for r in rows]
+        ax.bar(np.arange(len(rows)) + (j - (len(names) - 1) / 2) * width, vals, width, label=name)
+    for i, r in enumerate(rows):
+        if r[2] is not None:
+            ax.hlines(r[2], i - 0.45, i + 0.45, colors="k", linestyles="dashed", linewidth=1)
+    ax.set_xticks(np.arange(len(rows)))
+    ax.set_xticklabels(
+        [f"{r[0]}\n{r[1]}".replace("probe:", "").replace(":", ":\n", 1) for r in rows], fontsize=7
+    )
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("top-1 (dashed: majority class)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_retrieval_examples(examples: list[dict], out: Path, k: int = 8) -> bool:
+    """A strip of test videos (middle frame) with their caption and the rank the correct video got."""
+    from vidfm.data.decode import VideoReader
+    from vidfm.eval.report import _pyplot
+
+    shown = [e for e in examples if e.get("path")][:k]
+    if not shown:
+        return False
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
+    for ax, e in zip(axes[0], shown, strict=True):
+        try:
+            with VideoReader(e["path"], short_side=128) as reader:
+                ax.imshow(reader.read(np.array([reader.info.num_frames // 2]))[0])
+        except Exception as exc:  # a thumbnail is decoration: an unreadable file gets a note, not a crash
+            ax.text(0.5, 0.5, f"unreadable\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
+        caption = str(e.get("caption") or "")
+        ax.set_title(f"rank {e.get('rank')}", fontsize=8)
+        ax.set_xlabel("\n".join(caption[i : i + 28] for i in range(0, min(len(caption), 84), 28)), fontsize=6)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(result: SuiteResult, cfg: SuiteConfig, command: str = "") -> str:
+    """Write ``results.md``/``results.csv`` (the table), the pictures and ``report.md``/``report.html``
+    into ``cfg.out``; returns the markdown table."""
+    import html
+
+    from vidfm.eval.report import plot_loss_curves, save_table
+    from vidfm.io import atomic_write_text
+
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = table_rows(result)
+    table = save_table(header, rows, out / "results.md", out / "results.csv")
+    pictures: list[tuple[str, str]] = []
+    if plot_accuracy(result, out / "accuracy.png"):
+        pictures.append(("Accuracy per checkpoint and task", "accuracy.png"))
+    curves = {c.name: c.run / "metrics.jsonl" for c in result.checkpoints if c.run and not c.random_init}
+    curves = {k: v for k, v in curves.items() if v.is_file()}
+    if curves:
+        plot_loss_curves(curves, out / "loss.png")
+        pictures.append(("Training loss of the runs", "loss.png"))
+    ft = {k: v / "metrics.jsonl" for k, v in result.finetune_runs.items() if (v / "metrics.jsonl").is_file()}
+    if ft:
+        plot_loss_curves(ft, out / "finetune_loss.png")
+        pictures.append(("Fine-tuning loss", "finetune_loss.png"))
+    for key, examples in result.examples.items():
+        name = f"retrieval_{_slug(key)}.png"
+        if plot_retrieval_examples(examples, out / name):
+            pictures.append((f"Retrieval examples: {key}", name))
+    notes = [
+        f"- **{spec}** / {metric} / {name}: {cell.error or cell.detail}"
+        for spec, metric, _, cells in result.rows
+        for name, cell in cells.items()
+        if cell.error or cell.detail
+    ]
+    md = ["# vidfm evaluation", ""]
+    if command:
+        md += [f"`{command}`", ""]
+    md += [table, "", "Chance: the majority class of the test split.", ""]
+    md += [s for title, f in pictures for s in (f"## {title}", "", f"![{title}]({f})", "")]
+    if notes:
+        md += ["## Details", "", *notes, ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    def cell_html(v: object) -> str:
+        return html.escape(f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    body = [f"<h1>vidfm evaluation</h1><p><code>{html.escape(command)}</code></p>", "<table>"]
+    body.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+    body += ["<tr>" + "".join(f"<td>{cell_html(v)}</td>" for v in row) + "</tr>" for row in rows]
+    body.append("</table><p>Chance: the majority class of the test split.</p>")
+    body += [f'<h2>{html.escape(t)}</h2><img src="{f}" alt="{html.escape(t)}">' for t, f in pictures]
+    if notes:
+        body.append(
+            "<h2>Details</h2><ul>" + "".join(f"<li>{html.escape(n[2:])}</li>" for n in notes) + "</ul>"
+        )
+    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+    atomic_write_text(
+        out / "report.html",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>vidfm evaluation</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n",
+    )
+    return table

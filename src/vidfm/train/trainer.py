@@ -6,10 +6,17 @@ a function of ``(seed, rank, step)``: the task's generator and the global torch 
 re-seeded from it every step, and each epoch's order comes from ``(seed, epoch)``, so a resumed run
 repeats the uninterrupted one exactly.
 
-Distributed seam: ``rank``/``world_size`` come from ``torch.distributed`` when it is initialised; the
-sampler shards each epoch by rank and only rank 0 writes files. ``self.task`` is the raw module (state
-dict, optimizer groups); ``self.model`` is what the step calls, so a DDP/FSDP wrapper from
-``vidfm.train.distributed`` can replace it without touching the rest.
+Distributed: the trainer joins the ``torchrun`` process group itself (``init_distributed``), so one
+command runs as 1 process, N processes or several machines. The sampler shards each epoch by rank,
+metrics are averaged over ranks (so they equal one process on the concatenated batch) and only rank 0
+writes files. ``self.task`` is the raw module (state dict, optimizer groups); ``self.model`` is what the
+step calls: the task with activation checkpointing, regional compile and a DDP or FSDP2 wrapper from
+:func:`vidfm.train.distributed.parallelize`. Checkpoints hold full (unsharded) tensors, so a run resumes
+under any world size and either wrapper.
+
+Streaming datasets (``IterableDataset`` with ``plan(batch_size, rank, world_size)`` and
+``set_epoch(epoch, start_batch)``, e.g. :class:`vidfm.data.shards.ShardDataset`) split and resume
+themselves.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,7 +33,7 @@ from typing import Any, Literal
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from vidfm.config import save_config
 from vidfm.io import atomic_write_text
@@ -38,9 +46,20 @@ from vidfm.train.checkpoint import (
     set_rng_state,
     trainable_state_dict,
 )
+from vidfm.train.distributed import (
+    DevicePrefetcher,
+    ParallelMode,
+    all_reduce_mean,
+    full_tensors,
+    gradient_sync,
+    init_distributed,
+    parallelize,
+    shard_optimizer_state,
+    total_grad_norm,
+)
 from vidfm.train.optim import build_optimizer, frozen_prefixes, param_groups, set_lr_wd
 from vidfm.train.schedule import cosine_schedule
-from vidfm.utils import default_device, log, make_generator
+from vidfm.utils import log, make_generator
 
 # Stream id mixed into (seed, rank, step) for the global RNG (dropout), so that it never replays the
 # task generator's sequence.
@@ -81,6 +100,9 @@ class TrainConfig:
     device: str = "auto"
     progress: bool = True
     resume: bool = True
+    parallel: ParallelMode = "auto"  # with > 1 process: auto/ddp = DistributedDataParallel, fsdp = FSDP2
+    activation_checkpointing: bool = False  # recompute trainable blocks in backward (less memory)
+    prefetch: bool = True  # CUDA: copy the next batch on a side stream during the current step
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -99,10 +121,12 @@ def _validate(cfg: TrainConfig) -> None:
 
 
 def dist_info() -> tuple[int, int]:
-    """``(rank, world_size)`` from ``torch.distributed`` if initialised, else ``(0, 1)``."""
+    """``(rank, world_size)`` from ``torch.distributed`` if initialised, else from the ``torchrun``
+    environment the trainer will join (``RANK``/``WORLD_SIZE``), else ``(0, 1)``; recipes read it
+    before the trainer exists to scale the learning rate by the global batch."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
         return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 class EpochSampler(Sampler):
@@ -162,15 +186,27 @@ class _EpochDataset(Dataset):
         return self.dataset[index]
 
 
-def to_device(obj: Any, device: torch.device) -> Any:
-    """Move tensors in nested dicts/lists/tuples to ``device`` (non-blocking; pinned on CUDA)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(to_device(v, device) for v in obj)
-    return obj
+class _StreamOrder:
+    """The sampler's interface over a streaming dataset that splits by rank and resumes by itself."""
+
+    def __init__(self, dataset: IterableDataset, batch_size: int, rank: int, world_size: int) -> None:
+        """Args: dataset: with ``plan`` and ``set_epoch(epoch, start_batch)``; batch_size: per rank."""
+        if not (callable(getattr(dataset, "plan", None)) and callable(getattr(dataset, "set_epoch", None))):
+            raise TypeError(
+                f"{type(dataset).__name__}: a streaming dataset needs plan(batch_size, rank, world_size) "
+                "and set_epoch(epoch, start_batch)"
+            )
+        self.dataset = dataset
+        self.batches_per_epoch = int(dataset.plan(batch_size, rank, world_size))
+        if self.batches_per_epoch < 1:
+            raise ValueError(
+                f"streaming dataset too small for batch_size {batch_size} x {world_size} rank(s)"
+            )
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        if not 0 <= start_batch < self.batches_per_epoch:
+            raise ValueError(f"start_batch {start_batch} not in [0, {self.batches_per_epoch})")
+        self.dataset.set_epoch(epoch, start_batch)
 
 
 class Trainer:
@@ -200,13 +236,31 @@ class Trainer:
         _validate(cfg)
         self.cfg, self.run_dir, self.on_log = cfg, Path(run_dir), on_log
         self.config_to_save = config_to_save
-        self.rank, self.world_size = dist_info()
-        self.device = default_device() if cfg.device == "auto" else torch.device(cfg.device)
+        info = init_distributed(device=cfg.device)
+        self.rank, self.world_size, self.device = info.rank, info.world_size, info.device
         self.task = task.to(self.device)
         self._freeze()
-        self.model: nn.Module = torch.compile(self.task) if cfg.compile else self.task  # type: ignore[assignment]
+        self._ckpt = latest_checkpoint(self.run_dir)
+        if self._ckpt is not None and not cfg.resume:
+            log.warning("%s has checkpoints but resume is off: starting from step 0", self.run_dir)
+            self._ckpt = None
+        if self._ckpt is not None:  # full weights go in before FSDP shards them
+            load_model_weights(self._ckpt, self.task, strict=True)
+        self.model = parallelize(
+            self.task,
+            cfg.parallel,
+            self.device,
+            frozen_prefixes(self.task),
+            activation_checkpointing=cfg.activation_checkpointing,
+            compile=cfg.compile,
+        )
         self.dataset, self.collate = dataset, collate
-        self.sampler = EpochSampler(len(dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size)  # type: ignore[arg-type]
+        if isinstance(dataset, IterableDataset):
+            self.sampler: EpochSampler | _StreamOrder = _StreamOrder(
+                dataset, cfg.batch_size, self.rank, self.world_size
+            )
+        else:
+            self.sampler = EpochSampler(len(dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size)  # type: ignore[arg-type]
         self.optimizer = build_optimizer(self._groups(), cfg.lr, tuple(cfg.betas), cfg.eps)  # type: ignore[arg-type]
         self.lr = cosine_schedule(cfg.lr, cfg.min_lr, cfg.steps, cfg.warmup_steps, cfg.warmup_lr)
         wd_end = cfg.weight_decay if cfg.weight_decay_end is None else cfg.weight_decay_end
@@ -249,10 +303,11 @@ class Trainer:
 
     def _loader(self) -> DataLoader:
         w = self.cfg.workers
+        stream = isinstance(self.sampler, _StreamOrder)
         return DataLoader(
-            _EpochDataset(self.dataset),
+            self.dataset if stream else _EpochDataset(self.dataset),
             batch_size=self.cfg.batch_size,
-            sampler=self.sampler,
+            sampler=None if stream else self.sampler,
             collate_fn=self.collate,
             num_workers=w,
             persistent_workers=w > 0,
@@ -263,7 +318,7 @@ class Trainer:
         )
 
     # ----- resume -----
-    def _trainer_state(self) -> dict[str, Any]:
+    def _trainer_state(self, optimizer_state: dict[str, Any]) -> dict[str, Any]:
         epoch, pos = self.epoch, self.batch_in_epoch
         if pos >= self.sampler.batches_per_epoch:
             epoch, pos = epoch + 1, 0
@@ -275,25 +330,24 @@ class Trainer:
             "batch_size": self.cfg.batch_size,
             "world_size": self.world_size,
             "seed": self.cfg.seed,
-            "optimizer": self.optimizer.state_dict(),
+            "optimizer": optimizer_state,
             "rng": rng_state(),
             "bad_steps_total": self.bad_total,
             "bad_steps_in_row": self.bad_in_row,
         }
 
     def _resume(self) -> bool:
-        ckpt = latest_checkpoint(self.run_dir)
-        if ckpt is not None and not self.cfg.resume:
-            log.warning("%s has checkpoints but resume is off: starting from step 0", self.run_dir)
-        if ckpt is None or not self.cfg.resume:
+        """Trainer state of the checkpoint whose weights the constructor loaded, if any."""
+        ckpt = self._ckpt
+        if ckpt is None:
             return False
-        load_model_weights(ckpt, self.task, strict=True)
         state = load_trainer_state(ckpt)
         saved = [n for g in state["optimizer"]["param_groups"] for n in g.get("param_names", [])]
         current = [n for g in self.optimizer.param_groups for n in g["param_names"]]
         if saved != current:
             raise TrainingError(f"{ckpt}: optimizer parameters differ from the task's; cannot resume")
         self.optimizer.load_state_dict(state["optimizer"])
+        shard_optimizer_state(self.optimizer)  # full tensors -> this rank's FSDP2 slices
         for key in ("batch_size", "world_size", "seed"):
             now = self.world_size if key == "world_size" else getattr(self.cfg, key)
             if state[key] != now:
@@ -326,21 +380,28 @@ class Trainer:
         atomic_write_text(path, "".join(kept))
 
     # ----- one step -----
-    def _next_batch(self) -> dict:
+    def _read(self) -> tuple[dict, int, int]:
+        """The next host batch and the (epoch, batch_in_epoch) position right after it. The read cursor
+        may run one batch ahead of the step (prefetch); the position saved is that of the batch used."""
         while True:
             if self._iter is None:
-                if self.batch_in_epoch >= self.sampler.batches_per_epoch:
-                    self.epoch, self.batch_in_epoch = self.epoch + 1, 0
-                self.sampler.set_epoch(self.epoch, self.batch_in_epoch)
+                if self._read_pos >= self.sampler.batches_per_epoch:
+                    self._read_epoch, self._read_pos = self._read_epoch + 1, 0
+                self.sampler.set_epoch(self._read_epoch, self._read_pos)
                 self._iter = iter(self._data)
             try:
                 batch = next(self._iter)
             except StopIteration:
                 self._iter = None
-                self.batch_in_epoch = self.sampler.batches_per_epoch
+                self._read_pos = self.sampler.batches_per_epoch
                 continue
-            self.batch_in_epoch += 1
-            return batch
+            self._read_pos += 1
+            return batch, self._read_epoch, self._read_pos
+
+    def _next_batch(self) -> dict:
+        """The next batch, on the device."""
+        batch, self.epoch, self.batch_in_epoch = next(self._prefetcher)
+        return batch
 
     def _forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         ctx = (
@@ -375,16 +436,22 @@ class Trainer:
         generator = make_generator(cfg.seed, self.rank, i, device=self.device)
         torch.manual_seed(make_generator(cfg.seed, self.rank, i, _GLOBAL_RNG_STREAM).initial_seed())
         wait, sums = 0.0, {}
-        for _ in range(cfg.accum_steps):
+        for j in range(cfg.accum_steps):
             t0 = time.perf_counter()
             batch = self._next_batch()
             wait += time.perf_counter() - t0
-            parts = self._forward(to_device(batch, self.device), generator)
-            (parts["loss"] / cfg.accum_steps).backward()
+            # Gradients are all-reduced (DDP) / reduce-scattered (FSDP2) after the last micro-batch only.
+            with gradient_sync(self.model, j == cfg.accum_steps - 1):
+                parts = self._forward(batch, generator)
+                (parts["loss"] / cfg.accum_steps).backward()
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0.0) + v.detach().float() / cfg.accum_steps
-        grads = [p.grad for p in self._params if p.grad is not None]
-        norm = torch.nn.utils.get_total_norm(grads) if grads else torch.zeros((), device=self.device)
+        if self.world_size > 1:
+            # One small all-reduce: logged parts are global-batch means, and every rank takes the same
+            # skip decision below even if only one rank's loss went non-finite.
+            mean = all_reduce_mean(torch.stack(list(sums.values())))
+            sums = dict(zip(sums, mean.unbind(), strict=True))
+        norm = total_grad_norm(self._params).to(self.device)
         ok = torch.isfinite(sums["loss"]) & torch.isfinite(norm)
         sums["grad_norm"], sums["ok"] = norm.float(), ok.float()
         if bool(ok):  # the one host sync of a step
@@ -409,13 +476,12 @@ class Trainer:
             self.on_log(record)
 
     def _save(self) -> None:
+        # Every rank takes part: under FSDP2 gathering the full tensors is a collective.
+        weights = full_tensors(trainable_state_dict(self.task))
+        optimizer = full_tensors(self.optimizer.state_dict())
         if self.rank == 0:
             save_checkpoint(
-                self.run_dir,
-                self.step,
-                trainable_state_dict(self.task),
-                self._trainer_state(),
-                self.cfg.keep_last,
+                self.run_dir, self.step, weights, self._trainer_state(optimizer), self.cfg.keep_last
             )
 
     def _open_outputs(self, resumed: bool) -> None:
@@ -478,6 +544,10 @@ class Trainer:
         start_step = self.step
         self._open_outputs(resumed)
         self._data = self._loader()
+        self._read_epoch, self._read_pos = self.epoch, self.batch_in_epoch
+        self._prefetcher = DevicePrefetcher(
+            self._read, self.device, (cfg.steps - self.step) * cfg.accum_steps, overlap=cfg.prefetch
+        )
         self.last = {}
         show = cfg.progress and self.rank == 0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
@@ -487,7 +557,7 @@ class Trainer:
                 self._loop(bar)
         finally:
             bar.close()
-            self._iter = None
+            self._iter = self._prefetcher = None
             del self._data  # drops the loader, which shuts its persistent workers down
             if self._metrics is not None:
                 self._metrics.close()

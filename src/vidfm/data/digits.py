@@ -105,12 +105,22 @@ class ClipParams:
         return ClipParams(**{k: v[index] for k, v in self.__dict__.items()})
 
 
-def sample_params(n: int, num_sources: int, rng: np.random.Generator, size: int) -> ClipParams:
-    """Draw the parameters of ``n`` clips. Sources cycle through seeded permutations (each used evenly);
-    motions are balanced (n // 8 or n // 8 + 1 clips each)."""
-    reps = math.ceil(n / num_sources)
-    source = np.concatenate([rng.permutation(num_sources) for _ in range(reps)])[:n]
-    motion = rng.permutation(np.arange(n) % len(MOTIONS))
+def sample_params(
+    n: int, labels: np.ndarray, is_test: np.ndarray, rng: np.random.Generator, size: int
+) -> ClipParams:
+    """Draw the parameters of ``n`` clips from sources with digit ``labels`` [S] and split ``is_test`` [S].
+
+    Sources cycle through seeded permutations (each used evenly). Motions are balanced inside every
+    (split, digit) group of clips (counts differ by at most one, the extra ones on a random motion), so
+    the motion label is independent of the digit and equally frequent in both splits.
+    """
+    num_sources = len(labels)
+    source = np.concatenate([rng.permutation(num_sources) for _ in range(math.ceil(n / num_sources))])[:n]
+    motion = np.empty(n, dtype=np.int64)
+    group = labels[source] * 2 + is_test[source]  # (digit, split) of each clip
+    for g in range(20):
+        idx = np.flatnonzero(group == g)
+        motion[idx] = rng.permutation((np.arange(len(idx)) + rng.integers(len(MOTIONS))) % len(MOTIONS))
     center = rng.uniform(-CENTER_RANGE * size, CENTER_RANGE * size, size=(n, 2))
     angle = rng.uniform(-ANGLE_RANGE, ANGLE_RANGE, size=n)
     scale = rng.uniform(*SCALE_RANGE, size=n)
@@ -310,7 +320,7 @@ def make_digits_motion(
     images, labels = load_digit_images()
     rng = np.random.default_rng(seed)
     is_test = split_sources(labels, TEST_FRACTION, rng)
-    params = sample_params(n, len(labels), rng, size)
+    params = sample_params(n, labels, is_test, rng, size)
 
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from vidfm.data.transforms import (
@@ -5,9 +6,12 @@ from vidfm.data.transforms import (
     IMAGENET_STD,
     AugmentConfig,
     VideoAugment,
+    crop_and_resize,
     horizontal_flip,
     multi_crop,
     multiscale_boxes,
+    random_resized_crop,
+    to_float,
 )
 
 
@@ -50,3 +54,37 @@ def test_flip_and_multi_crop():
     assert crops.shape == (6, 1, 1, 4, 4)
     assert torch.equal(crops[0], x[0, ..., 0:4]) and torch.equal(crops[2], x[0, ..., 2:6])
     assert torch.equal(crops[3], x[1, ..., 0:4])  # crops of one sample are consecutive
+
+
+def test_fixed_offset_grids_and_random_offsets():
+    def offsets(**kw):
+        boxes = multiscale_boxes(80, 100, 64, (0.75,), 0, 600, torch.Generator().manual_seed(1), **kw)
+        return {(t, l) for t, l, h, w in boxes}, {(h, w) for _, _, h, w in boxes}
+
+    # One crop size 60x60: free space 20 x 40, quarter steps 5 and 10.
+    five, sizes = offsets(more_fix_crop=False)
+    assert sizes == {(60, 60)}
+    assert five == {(0, 0), (0, 40), (20, 0), (20, 40), (10, 20)}  # corners and centre
+    thirteen, _ = offsets()
+    quarter = {(5, 10), (5, 30), (15, 10), (15, 30)}
+    mids = {(10, 0), (10, 40), (20, 20), (0, 20)}
+    assert thirteen == five | mids | quarter
+    free, _ = offsets(fix_crop=False)
+    assert len(free) > 100 and all(0 <= t <= 20 and 0 <= l <= 40 for t, l in free)
+    assert {t for t, _ in free} >= {0, 20} and {l for _, l in free} >= {0, 40}  # both ends reachable
+
+
+def test_random_resized_crop_is_crop_and_resize_of_the_sampled_boxes():
+    video = torch.rand(4, 3, 2, 40, 50)
+    out = random_resized_crop(video, 32, generator=torch.Generator().manual_seed(3))
+    boxes = multiscale_boxes(40, 50, 32, (1.0, 0.875, 0.75, 0.66), 1, 4, torch.Generator().manual_seed(3))
+    assert out.shape == (4, 3, 2, 32, 32)
+    torch.testing.assert_close(out, crop_and_resize(video, boxes, 32))
+
+
+def test_to_float_rejects_what_is_not_a_uint8_batch():
+    assert to_float(torch.full((1, 2, 4, 4, 3), 255, dtype=torch.uint8)).shape == (1, 3, 2, 4, 4)
+    with pytest.raises(ValueError, match="uint8"):
+        to_float(torch.zeros(1, 2, 4, 4, 3))
+    with pytest.raises(ValueError, match="uint8"):
+        to_float(torch.zeros(2, 4, 4, 3, dtype=torch.uint8))

@@ -18,6 +18,8 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def to_float(video: torch.Tensor) -> torch.Tensor:
     """uint8 [B,T,H,W,C] -> float [B,C,T,H,W] in [0, 1]."""
+    if video.dtype != torch.uint8 or video.dim() != 5:
+        raise ValueError(f"expected uint8 clips [B,T,H,W,C], got {video.dtype} {tuple(video.shape)}")
     return video.permute(0, 4, 1, 2, 3).float().div_(255.0)
 
 
@@ -44,13 +46,17 @@ def multiscale_boxes(
     max_distort: int,
     batch: int,
     generator: torch.Generator | None,
+    *,
+    fix_crop: bool = True,
+    more_fix_crop: bool = True,
 ) -> list[tuple[int, int, int, int]]:
     """Crop boxes (top, left, h, w) of VideoMAE's ``GroupMultiScaleCrop`` (official ``transforms.py``, from TSN).
 
     Crop sides are ``int(min(H, W) · s)`` for s in ``scales`` (snapped to ``size`` when within 3 px); height and
-    width scales are paired with index distance ≤ ``max_distort``; the offset is one of the 13 fixed positions
-    of ``fill_fix_offset(more_fix_crop=True)`` (corners, centre, edge midpoints, quarter points) on a grid of
-    quarter steps of the free space.
+    width scales are paired with index distance ≤ ``max_distort``; the offset is one of the fixed positions of
+    ``fill_fix_offset`` on a grid of quarter steps of the free space: 13 with ``more_fix_crop`` (corners, centre,
+    edge midpoints, quarter points; VideoMAE's default), the first 5 without; uniform over all offsets when
+    ``fix_crop`` is off.
     """
     base = min(height, width)
     sides = [size if abs(int(base * s) - size) < 3 else int(base * s) for s in scales]
@@ -62,11 +68,17 @@ def multiscale_boxes(
     ]
     device = generator.device if generator is not None else "cpu"
     pick = torch.randint(len(pairs), (batch,), generator=generator, device=device).tolist()
-    spot = torch.randint(13, (batch,), generator=generator, device=device).tolist()
+    spot = torch.randint(13 if more_fix_crop else 5, (batch,), generator=generator, device=device).tolist()
+    frac = [(0.0, 0.0)] * batch  # random offsets as fractions of the free space (fix_crop off only)
+    if not fix_crop:
+        frac = torch.rand(batch, 2, generator=generator, device=device, dtype=torch.float64).tolist()
     boxes = []
-    for p, o in zip(pick, spot, strict=True):
+    for p, o, (fy, fx) in zip(pick, spot, frac, strict=True):
         crop_h, crop_w = pairs[p]
         crop_h, crop_w = min(crop_h, height), min(crop_w, width)
+        if not fix_crop:  # official: random.randint(0, image_w - crop_w), both ends included
+            boxes.append((int(fy * (height - crop_h + 1)), int(fx * (width - crop_w + 1)), crop_h, crop_w))
+            continue
         hs, ws = (height - crop_h) // 4, (width - crop_w) // 4
         # (w quarter steps, h quarter steps) in the official order: 5 basic positions then 8 more.
         wq, hq = _FIX_OFFSETS[o]
@@ -98,6 +110,32 @@ def crop_and_resize(video: torch.Tensor, boxes: list[tuple[int, int, int, int]],
         for v, (t, l, h, w) in zip(video, boxes, strict=True)
     ]
     return torch.cat(out)
+
+
+def random_resized_crop(
+    video: torch.Tensor,
+    size: int,
+    scales: tuple[float, ...] = (1.0, 0.875, 0.75, 0.66),
+    max_distort: int = 1,
+    generator: torch.Generator | None = None,
+    *,
+    fix_crop: bool = True,
+    more_fix_crop: bool = True,
+) -> torch.Tensor:
+    """VideoMAE's multi-scale crop of a batch: [B,C,T,H,W] -> [B,C,T,size,size], one box per sample
+    (:func:`multiscale_boxes`) shared by all its frames, resized bilinearly with antialiasing."""
+    boxes = multiscale_boxes(
+        video.shape[-2],
+        video.shape[-1],
+        size,
+        scales,
+        max_distort,
+        video.shape[0],
+        generator,
+        fix_crop=fix_crop,
+        more_fix_crop=more_fix_crop,
+    )
+    return crop_and_resize(video, boxes, size)
 
 
 def horizontal_flip(video: torch.Tensor, prob: float, generator: torch.Generator | None) -> torch.Tensor:
@@ -167,10 +205,8 @@ class VideoAugment(nn.Module):
         x = to_float(video)
         size = self.cfg.size
         if train:
-            boxes = multiscale_boxes(
-                x.shape[-2], x.shape[-1], size, self.cfg.scales, self.cfg.max_distort, x.shape[0], generator
-            )
-            x = horizontal_flip(crop_and_resize(x, boxes, size), self.cfg.flip_prob, generator)
+            x = random_resized_crop(x, size, self.cfg.scales, self.cfg.max_distort, generator)
+            x = horizontal_flip(x, self.cfg.flip_prob, generator)
         else:
             x = center_crop(x, size)
         return normalize(x, self.mean, self.std)

@@ -69,3 +69,23 @@ def test_semantic_mask_prefers_important_tokens():
     assert hits[:6].mean() > 10 * hits[6:].mean()
     with pytest.raises(ValueError, match="importance"):
         make_mask(MaskConfig("semantic", 0.8), 2, GRID, gen(), "cpu")
+
+
+def test_semantic_mask_rejects_bad_importance_and_accepts_flat_maps():
+    good = torch.rand(2, N)
+    check_partition(semantic_mask(good, GRID, 0.75, gen()), 2)  # [B, N] works like [B, T, HW]
+    torch.testing.assert_close(
+        semantic_mask(good, GRID, 0.75, gen()).visible,
+        semantic_mask(good.view(2, 4, 36), GRID, 0.75, gen()).visible,
+    )
+    with pytest.raises(ValueError, match="importance must be"):
+        semantic_mask(torch.rand(2, 4, 35), GRID, 0.75, gen())
+    for bad in (-1.0, float("nan")):
+        imp = torch.rand(2, 4, 36)
+        imp[0, 0, 0] = bad
+        with pytest.raises(ValueError, match="non-negative"):
+            semantic_mask(imp, GRID, 0.75, gen())
+    with pytest.raises(ValueError, match="batch size"):
+        make_mask(MaskConfig("semantic", 0.75), 3, GRID, gen(), "cpu", importance=good)
+    zeros = torch.zeros(2, 4, 36)  # no information: still a valid, uniform draw
+    check_partition(semantic_mask(zeros, GRID, 0.75, gen()), 2)

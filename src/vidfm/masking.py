@@ -114,15 +114,23 @@ def semantic_mask(
 ) -> Mask:
     """Per frame keep ``HW - ⌊ratio·HW⌋`` tokens drawn without replacement with probability ∝ ``importance``.
 
-    Official UMT ``models/umt.py`` / InternVideo2 ``multi_modality`` pre-training: the CLIP teacher's class-token
-    attention over patches (averaged over heads) is the importance, and the visible tokens are sampled from it
-    with ``torch.multinomial(..., replacement=False)`` — not a top-k, so background tokens stay possible.
+    Official UMT (``single_modality/engines/engine_for_pretraining_umt.py``, ``multi_modality/models/umt.py``;
+    InternVideo2 stage 1 likewise): the CLIP teacher's class-token attention over the patches of each frame is
+    the importance, ``N_vis = N - int(N * mask_ratio)``, and the visible tokens are sampled from it with
+    ``torch.multinomial`` without replacement — not a top-k, so background tokens stay possible.
     Args: importance [B,T,HW] or [B,N] non-negative (need not sum to one).
     """
     t, h, w = grid
     hw = h * w
     batch = importance.shape[0]
-    weights = importance.reshape(batch * t, hw).float().clamp_min(0) + 1e-12  # no zero-probability rows
+    if importance.shape not in ((batch, t, hw), (batch, t * hw)):
+        raise ValueError(
+            f"importance must be [B,{t},{hw}] or [B,{t * hw}] for grid {grid}, got {tuple(importance.shape)}"
+        )
+    # Rounding in resampled attention maps may dip just below zero; anything clearly negative is a bug.
+    if not torch.isfinite(importance).all() or (importance < -1e-6).any():
+        raise ValueError("importance must be finite and non-negative (e.g. attention probabilities)")
+    weights = importance.reshape(batch * t, hw).float().clamp_min(0) + 1e-12  # zero entries stay drawable
     keep = hw - masked_count(hw, ratio)
     chosen = torch.multinomial(weights, keep, replacement=False, generator=generator)  # [B·T,keep]
     visible = _per_frame(chosen, batch, t, hw)
@@ -145,6 +153,8 @@ def make_mask(
     if cfg.kind == "semantic":
         if importance is None:
             raise ValueError("semantic masking needs the teacher's importance [B,T,H*W]")
+        if importance.shape[0] != batch:
+            raise ValueError(f"importance has batch size {importance.shape[0]}, expected {batch}")
         return semantic_mask(importance, grid, cfg.ratio, generator)
     makers = {"tube": tube_mask, "random": random_mask, "frame": frame_mask}
     if cfg.kind not in makers:

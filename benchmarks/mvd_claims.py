@@ -78,14 +78,25 @@ def probe(
     cache = run_dir / ("probe_random_init.json" if random_init else "probe.json")
     if cache.is_file():
         return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
-    from vidfm.demo import DemoConfig, probe_rows
     from vidfm.recipes import load_run_encoder
 
     encoder, cfg = load_run_encoder(run_dir, random_init=random_init)
-    rows = probe_rows(run_dir.name, encoder, cfg, manifest, DemoConfig(workers=workers), device)
-    result = {col: (lin, knn) for _, col, lin, knn in rows}
+    result = probe_encoder(encoder, cfg, manifest, workers, device)
     cache.write_text(json.dumps(result) + "\n")
     return result
+
+
+def probe_encoder(encoder, cfg, manifest: Path, workers: int, device: torch.device) -> dict:  # noqa: ANN001
+    """Features of the train and test splits, then the linear and kNN probes per label (``encoder`` None:
+    the trivial colour-histogram + frame-difference baseline)."""
+    import dataclasses
+
+    from vidfm.eval.frozen import probe_features, split_features
+
+    data = dataclasses.replace(cfg.data, manifest=str(manifest))
+    feats = split_features(encoder, data, cfg.augment, workers=workers, device=device, progress=False)
+    rows = probe_features(feats["train"], feats["test"], list(LABELS))
+    return {r.label: (r.linear, r.knn) for r in rows}
 
 
 def similarity(teachers: dict[str, Path], manifest: Path, workers: int, device: torch.device, out: Path):
@@ -152,6 +163,7 @@ def main() -> None:
     args = p.parse_args()
 
     from vidfm.data.digits import make_digits_motion
+    from vidfm.recipes import load_run_config
     from vidfm.teachers.analysis import format_similarity
     from vidfm.utils import default_device, setup_logging
 
@@ -197,6 +209,10 @@ def main() -> None:
         "random init (student architecture)": (
             0.0,
             probe(first, manifest, args.workers, device, random_init=True),
+        ),
+        "trivial baseline (colour histogram + frame difference)": (
+            0.0,
+            probe_encoder(None, load_run_config(first), manifest, args.workers, device),
         ),
         "VideoMAE teacher itself": (
             teacher_cost["video"],

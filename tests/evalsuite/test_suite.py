@@ -56,7 +56,17 @@ def test_eval_table_report_and_reuse(tiny_run, digits, tmp_path, monkeypatch, ca
     out = tmp_path / "report"
     args = ["eval", "--checkpoints", f"pre={tiny_run}", "random", "baseline", "--tasks"]
     args += [f"probe:{digits}:digit", f"probe:{digits}:motion", f"attentive:{digits}:motion"]
-    args += ["--out", str(out), "--workers", "0", "--attentive-epochs", "1", "--no-progress"]
+    args += [
+        "--out",
+        str(out),
+        "--workers",
+        "0",
+        "--attentive-epochs",
+        "1",
+        "--attentive-lrs",
+        "1e-3",
+        "--no-progress",
+    ]
     assert main(args) == 0
     # one pass per checkpoint: tokens for the two encoders (pooled features derived), pooled for the baseline
     assert calls == {"tokens": 2, "pooled": 1}
@@ -115,9 +125,11 @@ def test_a_failed_task_is_reported_and_the_rest_goes_on(tiny_run, digits, tmp_pa
 
 
 @dataclasses.dataclass
-class _FakeRetrieval:
+class _FakeRetrieval:  # the fields of vidfm.eval.retrieval.RetrievalResult
     t2v: dict
     v2t: dict
+    num_videos: int
+    num_captions: int
     examples: list
 
 
@@ -137,22 +149,24 @@ def test_retrieval_wiring(tiny_run, digits, tmp_path, monkeypatch) -> None:
     ):  # noqa: ANN001, ANN202
         seen.update(run_dir=run_dir, manifest=manifest, split=split)
         return _FakeRetrieval(
-            t2v={"R@1": 0.5, "R@5": 0.75, "R@10": 1.0, "MdR": 2.0},
-            v2t={"R@1": 0.25, "R@5": 0.5, "R@10": 1.0, "MdR": 3.0},
+            t2v={"R@1": 50.0, "R@5": 75.0, "R@10": 100.0, "MdR": 2.0, "MnR": 2.5},
+            v2t={"R@1": 25.0, "R@5": 50.0, "R@10": 100.0, "MdR": 3.0, "MnR": 3.5},
+            num_videos=3,
+            num_captions=3,
             examples=[
-                {"path": str(v), "caption": f"a handwritten digit {i} moving", "rank": i + 1}
+                (str(v), f"a handwritten digit {i} moving", i + 1, str(videos[0]))
                 for i, v in enumerate(videos)
             ],
         )
 
     fake = types.ModuleType("vidfm.eval.retrieval")
     fake.__spec__ = importlib.machinery.ModuleSpec("vidfm.eval.retrieval", None)
-    fake.evaluate_retrieval = evaluate_retrieval
+    fake.evaluate_retrieval = evaluate_retrieval  # stands in for a trained video-language run
     monkeypatch.setitem(sys.modules, "vidfm.eval.retrieval", fake)
     monkeypatch.setattr(suite, "is_video_language", lambda cfg: True)
     assert main(args) == 0
     assert seen == {"run_dir": tiny_run, "manifest": str(digits), "split": "test"}
     md = (out / "results.md").read_text()
-    assert "| t2v.R@1 | — | 0.500 |" in md and "| v2t.MdR | — | 3.000 |" in md
+    assert "| t2v R@1 (%) | — | 50.000 |" in md and "| v2t MdR | — | 3.000 |" in md
     pictures = list(out.glob("retrieval_*.png"))
     assert len(pictures) == 1 and "![Retrieval examples" in (out / "report.md").read_text()

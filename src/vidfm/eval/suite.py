@@ -330,7 +330,8 @@ def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: Suite
         raise NotApplicable("retrieval needs a trained video-language run")
     if not is_video_language(run_cfg):
         raise ValueError(
-            f"retrieval needs a video-language run ({ckpt.run} has no text encoder in its config)"
+            f"retrieval needs a video-language run (umt_stage2, clip_image): {ckpt.run} is a "
+            f"{run_cfg.recipe!r} run without a text tower"
         )
     if importlib.util.find_spec("vidfm.eval.retrieval") is None:
         raise ValueError("retrieval needs vidfm.eval.retrieval (the UMT video-language evaluation)")
@@ -346,47 +347,39 @@ def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: Suite
 
 
 def is_video_language(run_cfg: Any) -> bool:
-    """Whether a run's config has a text side (a field named like ``text``/``text_encoder``)."""
-    return any("text" in f.name for f in dataclasses.fields(run_cfg))
+    """Whether a run has a text tower: its recipe builds a dual encoder (``umt_stage2``, ``clip_image``),
+    which is what :func:`vidfm.eval.retrieval.load_dual_encoder` needs."""
+    return callable(getattr(run_cfg, "dual_encoder", None))
 
 
 def retrieval_cells(res: Any) -> tuple[dict[str, Cell], list[dict]]:
-    """Metric cells and examples from a retrieval result: every numeric field (nested dicts/dataclasses
-    flattened with dots, e.g. ``t2v.R@1``) becomes a metric; ``examples`` items (dicts or objects) give
-    ``path``/``video``, ``caption``/``text`` and ``rank``."""
-    data = (
-        dataclasses.asdict(res)
-        if dataclasses.is_dataclass(res)
-        else dict(vars(res) if not isinstance(res, dict) else res)
-    )
-    raw_examples = data.pop("examples", []) or []
+    """Cells and examples of a :class:`vidfm.eval.retrieval.RetrievalResult`: ``t2v``/``v2t`` metrics
+    (R@k in percent, median/mean rank) become ``t2v R@1 (%)``, ``t2v MdR``, ...; the examples
+    ``(video, caption, rank, top-1 video)`` become dicts for the thumbnails."""
     cells: dict[str, Cell] = {}
-
-    def walk(prefix: str, value: Any) -> None:
-        if isinstance(value, dict):
-            for k, v in value.items():
-                walk(f"{prefix}.{k}" if prefix else str(k), v)
-        elif isinstance(value, (int, float, np.floating, np.integer)) and not isinstance(value, bool):
-            cells[prefix] = Cell(float(value))
-
-    walk("", data)
-
-    def get(item: Any, *keys: str) -> Any:
-        for k in keys:
-            v = item.get(k) if isinstance(item, dict) else getattr(item, k, None)
-            if v is not None:
-                return v
-        return None
-
+    for direction in ("t2v", "v2t"):
+        for k, v in getattr(res, direction).items():
+            cells[f"{direction} {k} (%)" if k.startswith("R@") else f"{direction} {k}"] = Cell(float(v))
+    detail = f"{res.num_videos} videos, {res.num_captions} captions"
+    cells = {k: dataclasses.replace(c, detail=detail) for k, c in cells.items()}
     examples = [
         {
-            "path": str(get(e, "path", "video", "video_path")),
-            "caption": get(e, "caption", "text"),
-            "rank": get(e, "rank"),
+            "path": str(e[0]),
+            "caption": str(e[1]),
+            "rank": int(e[2]),
+            "top1": str(e[3]) if len(e) > 3 else None,
         }
-        for e in (dataclasses.asdict(x) if dataclasses.is_dataclass(x) else x for x in raw_examples)
+        for e in res.examples
     ]
     return cells, examples
+
+
+def short_name(spec: str) -> str:
+    """``probe:/data/surv_fight/manifest.csv:label`` -> ``probe surv_fight:label`` (for picture labels)."""
+    task = parse_tasks([spec])[0]
+    data = Path(task.data)
+    name = task.data if task.data == DIGITS else (data.parent.name if data.stem == "manifest" else data.stem)
+    return f"{task.kind} {name}" + (f":{task.column}" if task.column else "")
 
 
 def _slug(text: str) -> str:
@@ -532,9 +525,7 @@ def plot_accuracy(result: SuiteResult, out: Path) -> bool:
         if r[2] is not None:
             ax.hlines(r[2], i - 0.45, i + 0.45, colors="k", linestyles="dashed", linewidth=1)
     ax.set_xticks(np.arange(len(rows)))
-    ax.set_xticklabels(
-        [f"{r[0]}\n{r[1]}".replace("probe:", "").replace(":", ":\n", 1) for r in rows], fontsize=7
-    )
+    ax.set_xticklabels([f"{short_name(r[0])}\n{r[1]}" for r in rows], fontsize=7)
     ax.set_ylim(0, 1)
     ax.set_ylabel("top-1 (dashed: majority class)")
     ax.grid(axis="y", alpha=0.3)
@@ -546,7 +537,8 @@ def plot_accuracy(result: SuiteResult, out: Path) -> bool:
 
 
 def plot_retrieval_examples(examples: list[dict], out: Path, k: int = 8) -> bool:
-    """A strip of test videos (middle frame) with their caption and the rank the correct video got."""
+    """Captions as queries: the middle frame of each caption's own video (titled with the rank it got) and,
+    below, of the video ranked first for it."""
     from vidfm.data.decode import VideoReader
     from vidfm.eval.report import _pyplot
 
@@ -554,18 +546,31 @@ def plot_retrieval_examples(examples: list[dict], out: Path, k: int = 8) -> bool
     if not shown:
         return False
     plt = _pyplot()
-    fig, axes = plt.subplots(1, len(shown), figsize=(2.2 * len(shown), 2.6), squeeze=False)
-    for ax, e in zip(axes[0], shown, strict=True):
-        try:
-            with VideoReader(e["path"], short_side=128) as reader:
-                ax.imshow(reader.read(np.array([reader.info.num_frames // 2]))[0])
-        except Exception as exc:  # a thumbnail is decoration: an unreadable file gets a note, not a crash
-            ax.text(0.5, 0.5, f"unreadable\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
+    rows = 2 if any(e.get("top1") for e in shown) else 1
+    fig, axes = plt.subplots(rows, len(shown), figsize=(2.2 * len(shown), 2.3 * rows + 0.4), squeeze=False)
+    for j, e in enumerate(shown):
+        for r, path in enumerate([e["path"], e.get("top1")][:rows]):
+            ax = axes[r][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not path:
+                continue
+            try:
+                with VideoReader(path, short_side=128) as reader:
+                    ax.imshow(reader.read(np.array([reader.info.num_frames // 2]))[0])
+            except Exception as exc:  # a thumbnail is decoration: an unreadable file gets a note, not a crash
+                ax.text(0.5, 0.5, f"unreadable\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
+            if r == 1:
+                ax.set_xlabel("ranked first" + (" (correct)" if path == e["path"] else ""), fontsize=7)
         caption = str(e.get("caption") or "")
-        ax.set_title(f"rank {e.get('rank')}", fontsize=8)
-        ax.set_xlabel("\n".join(caption[i : i + 28] for i in range(0, min(len(caption), 84), 28)), fontsize=6)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        axes[0][j].set_title(
+            "\n".join(caption[i : i + 26] for i in range(0, min(len(caption), 78), 26))
+            + f"\nrank {e.get('rank')}",
+            fontsize=7,
+        )
+    if rows == 2:
+        axes[0][0].set_ylabel("its video", fontsize=8)
+        axes[1][0].set_ylabel("top-1 video", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=120)
     plt.close(fig)

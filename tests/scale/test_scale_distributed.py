@@ -1,15 +1,14 @@
 """Two gloo processes against one: DDP and FSDP2 steps, the all-gather's gradients, and resuming a
-2-process checkpoint in 1 process. One start of 2 processes runs every 2-process part; they are
-forked, so what this process imported (torch, the DDP/FSDP modules and torch._dynamo, which DDP
-imports and which alone takes seconds) is not imported again."""
+2-process checkpoint in 1 process. One spawn of 2 processes runs every 2-process part (their start-up,
+importing torch and torch._dynamo, which DDP imports, is most of the time). Spawned, not forked: a
+fork after this process has run threaded code (DataLoader workers, OpenMP) can deadlock the child."""
 
 import json
 import shutil
+import time
 
 import pytest
 import torch
-import torch._dynamo  # noqa: F401 - imported once here, inherited by the forked processes
-import torch.distributed.fsdp  # noqa: F401
 import torch.multiprocessing as mp
 from scale_toys import Clips, ContrastiveToyTask, collate, free_port, join_gloo
 
@@ -79,7 +78,13 @@ def _two_ranks(rank: int, port: int, root: str) -> None:
 @pytest.fixture(scope="module")
 def two(tmp_path_factory):
     root = tmp_path_factory.mktemp("two")
-    mp.start_processes(_two_ranks, args=(free_port(), str(root)), nprocs=2, start_method="fork")
+    ctx = mp.spawn(_two_ranks, args=(free_port(), str(root)), nprocs=2, join=False)
+    deadline = time.monotonic() + 300  # a hung collective must fail the test, not stall the suite
+    while not ctx.join(timeout=5):
+        if time.monotonic() > deadline:
+            for p in ctx.processes:
+                p.kill()
+            pytest.fail("the 2-process run did not finish in 300 s")
     return root, [json.loads((root / f"rank{r}.json").read_text()) for r in range(2)]
 
 

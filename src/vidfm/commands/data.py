@@ -1,4 +1,5 @@
-"""``vidfm data``: generate the digits-motion dataset, inspect videos (codec, size, frames, damage)."""
+"""``vidfm data``: generate the digits-motion dataset, inspect videos (codec, size, frames, damage), write
+streaming shards."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from pathlib import Path
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "data",
-        help="generate digits-motion, inspect videos",
+        help="generate digits-motion, inspect videos, write shards",
         description="Data tools: `digits` generates the embedded digits-motion dataset; `inspect` checks "
-        "that videos decode and reports their codec, size, frame rate, frames and keyframes.",
+        "that videos decode and reports their codec, size, frame rate, frames and keyframes; `shard` "
+        "writes streaming tar shards of re-encoded, resized clips.",
     )
     cmds = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
     p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
@@ -51,6 +53,25 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--no-decode", action="store_true", help="only open and demux (fast; misses damaged frames)"
     )
     i.set_defaults(handler=run_inspect)
+
+    s = cmds.add_parser(
+        "shard",
+        help="write webdataset-style tar shards of resized, re-encoded clips",
+        description="Decode every clip of MANIFEST (a CSV manifest or a class-per-folder root), resize its "
+        "short side, re-encode it as H.264 and pack it with its labels and caption into OUT/shard-*.tar "
+        "files of at most --size bytes, plus OUT/index.json. Clips are shuffled before packing. Videos "
+        "that cannot be decoded are reported and skipped. Train from OUT with vidfm.data.shards.ShardDataset.",
+    )
+    s.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
+    s.add_argument("out", metavar="OUT", help="output folder (created)")
+    s.add_argument("--size", default="1GB", help="shard size limit, e.g. 1GB, 256MB (default 1GB)")
+    s.add_argument("--short-side", type=int, default=256, help="stored short side in pixels (default 256)")
+    s.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    s.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
+    s.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    s.add_argument("--no-shuffle", action="store_true", help="keep the manifest order")
+    s.add_argument("--workers", type=int, default=0, help="encoding processes, 0 = this one (default 0)")
+    s.set_defaults(handler=run_shard)
 
 
 def run_digits(args: argparse.Namespace) -> int:
@@ -149,4 +170,36 @@ def run_inspect(args: argparse.Namespace) -> int:
     failed = sum(r[-1] in ("error", "partial") for r in rows)
     warned = sum(r[-1] == "warning" for r in rows)
     print(f"\n{failed} of {len(rows)} files failed" + (f", {warned} with warnings" if warned else ""))
+    return 0
+
+
+def run_shard(args: argparse.Namespace) -> int:
+    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.shards import parse_size, write_shards
+
+    try:
+        size = parse_size(args.size)
+        src = Path(args.manifest)
+        records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
+    except (DataError, ValueError) as e:
+        print(f"vidfm data shard: {e}")
+        return 2
+    index = write_shards(
+        records,
+        args.out,
+        max_bytes=size,
+        short_side=args.short_side,
+        crf=args.crf,
+        seed=None if args.no_shuffle else args.seed,
+        workers=args.workers,
+    )
+    n = index["total"]
+    per_clip = index["bytes"] / max(n, 1)
+    print(
+        f"wrote {n} clips in {len(index['shards'])} shard(s) to {args.out}: {index['bytes'] / 2**20:.1f} MiB, "
+        f"{per_clip / 2**10:.1f} KiB per clip, {n / max(index['seconds'], 1e-9):.1f} clips/s"
+    )
+    for f in index["failed"]:
+        print(f"skipped {f['path']}: {f['reason']}")
+    print(f"{len(index['failed'])} of {len(records)} videos failed")
     return 0

@@ -73,6 +73,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workers", type=int, default=0, help="encoding processes, 0 = this one (default 0)")
     s.set_defaults(handler=run_shard)
 
+    c = cmds.add_parser(
+        "cache-targets",
+        help="precompute a distillation recipe's teacher outputs for K augmented views per clip",
+        description="Build the recipe's dataset and task (as `vidfm pretrain` does), run its teachers on "
+        "K fixed augmented views (frames and crop) of every clip and store their outputs in fp16/bf16 "
+        "shards under --out. Train with --set train.teacher_cache=OUT: each epoch then picks one cached "
+        "view per clip and no teacher runs. Under torchrun the shards are split over the processes.",
+    )
+    c.add_argument("--recipe", required=True, help="recipe name, optionally :variant (e.g. mvd:tiny)")
+    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    c.add_argument("--out", required=True, help="cache folder (created; finished shards are kept)")
+    c.add_argument("--views", type=int, default=4, help="augmented views per clip (default 4)")
+    c.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="storage type (default fp16)")
+    c.add_argument("--size", default="1GB", help="shard size, e.g. 1GB (default 1GB)")
+    c.add_argument("--batch", type=int, default=8, help="clips per teacher forward (default 8)")
+    c.add_argument("--workers", type=int, default=4, help="decoding workers (default 4)")
+    c.set_defaults(handler=run_cache_targets)
+
 
 def run_digits(args: argparse.Namespace) -> int:
     from vidfm.data.digits import make_digits_motion
@@ -202,4 +220,45 @@ def run_shard(args: argparse.Namespace) -> int:
     for f in index["failed"]:
         print(f"skipped {f['path']}: {f['reason']}")
     print(f"{len(index['failed'])} of {len(records)} videos failed")
+    return 0
+
+
+def run_cache_targets(args: argparse.Namespace) -> int:
+    import time
+
+    from vidfm.config import apply_overrides
+    from vidfm.data.config import build_dataset
+    from vidfm.data.datasets import collate
+    from vidfm.data.shards import parse_size
+    from vidfm.data.teacher_cache import build_teacher_cache
+    from vidfm.recipes import get_recipe
+    from vidfm.train.distributed import init_distributed
+
+    cfg = apply_overrides(get_recipe(args.recipe), args.overrides)
+    info = init_distributed(device=cfg.train.device)
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed)  # the dataset `vidfm pretrain` trains on
+    t0 = time.perf_counter()
+    index = build_teacher_cache(
+        cfg.build_task(),
+        dataset,
+        args.out,
+        views=args.views,
+        collate=collate,
+        batch_size=args.batch,
+        dtype=args.dtype,
+        max_bytes=parse_size(args.size),
+        seed=cfg.train.seed,
+        workers=args.workers,
+        device=info.device,
+        rank=info.rank,
+        world_size=info.world_size,
+    )
+    seconds = time.perf_counter() - t0
+    n, per_clip = index["num_clips"], index["bytes_per_clip"]
+    if info.is_main:
+        print(
+            f"cached {args.views} view(s) of {n} clips in {args.out}: {per_clip / 2**20:.2f} MiB per clip "
+            f"({args.dtype}), {n * per_clip / 2**30:.2f} GiB in all, {len(index['shards'])} shard(s), "
+            f"{n * args.views / seconds:.1f} views/s; train with --set train.teacher_cache={args.out}"
+        )
     return 0

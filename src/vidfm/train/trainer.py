@@ -16,7 +16,8 @@ under any world size and either wrapper.
 
 Streaming datasets (``IterableDataset`` with ``plan(batch_size, rank, world_size)`` and
 ``set_epoch(epoch, start_batch)``, e.g. :class:`vidfm.data.shards.ShardDataset`) split and resume
-themselves.
+themselves. With ``teacher_cache`` set, each clip comes with one of its K cached augmented views: the
+task's teachers are replaced by lookups and its crop by the view's (:mod:`vidfm.data.teacher_cache`).
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ class TrainConfig:
     parallel: ParallelMode = "auto"  # with > 1 process: auto/ddp = DistributedDataParallel, fsdp = FSDP2
     activation_checkpointing: bool = False  # recompute trainable blocks in backward (less memory)
     prefetch: bool = True  # CUDA: copy the next batch on a side stream during the current step
+    teacher_cache: str = ""  # folder of cached teacher targets (vidfm data cache-targets); "" = live teachers
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -238,6 +240,13 @@ class Trainer:
         self.config_to_save = config_to_save
         info = init_distributed(device=cfg.device)
         self.rank, self.world_size, self.device = info.rank, info.world_size, info.device
+        if cfg.teacher_cache:
+            from vidfm.data.teacher_cache import TeacherCache
+
+            # Before moving to the device: the cached lookups replace the teachers' weights.
+            cache = TeacherCache(cfg.teacher_cache)
+            dataset, collate = cache.wrap_dataset(dataset, collate, seed=cfg.seed)
+            cache.attach(task)
         self.task = task.to(self.device)
         self._freeze()
         self._ckpt = latest_checkpoint(self.run_dir)

@@ -10,10 +10,9 @@ Same config, batch, mask and optimizer in one run; median step time over repeats
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import torch
+from common import count_flops, time_steps
 
 
 def hf_model(args: argparse.Namespace, width: int, depth: int, heads: int, dec_width: int, dec_heads: int):
@@ -58,7 +57,6 @@ def main() -> None:
 
     from vidfm.data.transforms import AugmentConfig
     from vidfm.masking import MaskConfig, tube_mask
-
     from vidfm.models.decoder import DecoderConfig, decoder_dims
     from vidfm.models.encoder import EncoderConfig
     from vidfm.objectives.pixel import masked_mse
@@ -96,27 +94,19 @@ def main() -> None:
     rows = []
     for name, model, fn in (("vidfm", ours, step_ours), ("HF VideoMAEForPreTraining", theirs, step_theirs)):
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, betas=(0.9, 0.95), fused=cuda)
-        times = []
-        if cuda:
-            torch.cuda.reset_peak_memory_stats()
-        for i in range(args.warmup + args.steps):
-            if cuda:
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
+
+        def step(fn=fn, opt=opt) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
                 loss = fn()
             loss.backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            if cuda:
-                torch.cuda.synchronize()
-            if i >= args.warmup:
-                times.append(time.perf_counter() - t0)
-        med = statistics.median(times)
+
+        timing = time_steps(step, device, args.steps, args.warmup)
+        med = timing.median_s
         flops = count_flops(fn, model)
-        mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
         mfu = flops / med / (args.peak_tflops * 1e12) if cuda else float("nan")
-        rows.append((name, med, args.batch / med, mem, mfu, flops))
+        rows.append((name, med, args.batch / med, timing.peak_gib, mfu, flops))
 
     base = rows[1][1]
     print(
@@ -132,17 +122,6 @@ def main() -> None:
         print(
             f"| {name} | {med * 1e3:.1f} | {cps:.1f} | {mem:.2f} | {mfu:.3f} | {flops / 1e9:.1f} | {base / med:.2f}x |"
         )
-
-
-def count_flops(fn, model: torch.nn.Module) -> float:
-    """FLOPs of one forward+backward, counted by torch's FlopCounterMode (matmuls and attention)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    counter = FlopCounterMode(display=False)
-    with counter:
-        fn().backward()
-    model.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
 
 
 if __name__ == "__main__":

@@ -56,6 +56,22 @@ class TextConfig:
 
 
 @dataclass
+class TextEncoderConfig:
+    """The text side of a recipe. path: an HF BERT folder ("" = the packaged MiniLM). pooling: sentence
+    embedding (``mean`` for MiniLM, ``cls`` for BERT as UMT). max_len: tokens per text (UMT: 32).
+    trainable: fine-tune the text encoder (UMT does) or keep it frozen (never saved in checkpoints then)."""
+
+    path: str = ""
+    pooling: Pooling = "mean"
+    max_len: int = 32
+    trainable: bool = True
+
+    def build(self) -> tuple[BertTextEncoder, Tokenizer]:
+        """The encoder with its weights loaded, and its tokenizer."""
+        return load_text_encoder(self.path or None, self.pooling), Tokenizer(self.path or None, self.max_len)
+
+
+@dataclass
 class TextOutput:
     """tokens: [B,L,D] last-layer states. mask: [B,L] bool, True on real tokens. pooled: [B,D]."""
 

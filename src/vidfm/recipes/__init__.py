@@ -16,6 +16,9 @@ RECIPES: dict[str, str] = {
     "mvd": "vidfm.recipes.mvd",
     "motion_vq": "vidfm.recipes.motion_vq",
     "finetune": "vidfm.recipes.finetune",
+    "clip_image": "vidfm.recipes.clip_image",
+    "umt": "vidfm.recipes.umt",
+    "umt_stage2": "vidfm.recipes.umt_stage2",
 }
 
 

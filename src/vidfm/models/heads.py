@@ -1,0 +1,99 @@
+"""Small heads: UMT's alignment head, the MLM head, and the dual encoder that retrieval evaluates."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class AlignHead(nn.Module):
+    """Student token -> teacher space: Linear then LayerNorm.
+
+    Official UMT ``modeling_pretrain_umt.py`` ``Linear_Decoder`` (``norm(head(x))``, one per aligned layer,
+    xavier-uniform weights, zero bias); the norm before it is the student's final norm, shared by all
+    aligned layers (``self.norm(torch.stack(x_clip_vis))``), applied by the task.
+
+    Args:
+        in_dim: student width. out_dim: teacher token width. eps: LayerNorm epsilon (1e-5, torch's default,
+            as the official ``norm_layer`` of the decoder).
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.fc = nn.Linear(in_dim, out_dim)
+        self.norm = nn.LayerNorm(out_dim, eps=eps)
+        nn.init.xavier_uniform_(self.fc.weight)
+        nn.init.zeros_(self.fc.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.fc(x))
+
+
+class MLMHead(nn.Module):
+    """BERT's ``BertLMPredictionHead``: dense -> GELU -> LayerNorm -> logits over the vocabulary with the
+    word-embedding matrix (weights tied, given at call time) plus a bias.
+
+    Args:
+        dim: token width. vocab_size: vocabulary size. eps: LayerNorm epsilon.
+    """
+
+    def __init__(self, dim: int, vocab_size: int, eps: float = 1e-12) -> None:
+        super().__init__()
+        self.dense = nn.Linear(dim, dim)
+        self.norm = nn.LayerNorm(dim, eps=eps)
+        self.bias = nn.Parameter(torch.zeros(vocab_size))
+        nn.init.normal_(self.dense.weight, std=0.02)
+        nn.init.zeros_(self.dense.bias)
+
+    def forward(self, x: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
+        """x [B,L,D], word_embeddings [V,D] -> logits [B,L,V]."""
+        return self.norm(F.gelu(self.dense(x))) @ word_embeddings.t() + self.bias
+
+
+class DualEncoder(nn.Module):
+    """Video and text towers mapped into one embedding space, for retrieval and zero-shot classification.
+
+    Args:
+        video_tower: normalised video [B,C,T,H,W] -> clip feature [B,Dv] (e.g. mean of encoder tokens).
+        video_proj: [B,Dv] -> [B,E].
+        text_encoder: a :class:`~vidfm.models.text.BertTextEncoder`.
+        text_proj: [B,Dt] -> [B,E].
+        tokenizer: a :class:`~vidfm.models.text.Tokenizer`.
+        size, mean, std: the clip side and normalisation the video tower expects.
+        modules: every module holding weights (registered, so ``.to(device)`` moves them).
+    """
+
+    def __init__(
+        self,
+        video_tower: Callable[[torch.Tensor], torch.Tensor],
+        video_proj: nn.Module,
+        text_encoder: nn.Module,
+        text_proj: nn.Module,
+        tokenizer: Callable,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        modules: dict[str, nn.Module],
+    ) -> None:
+        super().__init__()
+        self.parts = nn.ModuleDict(modules)
+        self.video_tower, self.video_proj = video_tower, video_proj
+        self.text_encoder, self.text_proj, self.tokenizer = text_encoder, text_proj, tokenizer
+        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+
+    @torch.no_grad()
+    def embed_video(self, video: torch.Tensor) -> torch.Tensor:
+        """Normalised video [B,C,T,size,size] -> unit embeddings [B,E]."""
+        return F.normalize(self.video_proj(self.video_tower(video)).float(), dim=-1)
+
+    @torch.no_grad()
+    def embed_text(self, texts: list[str]) -> torch.Tensor:
+        """Texts -> unit embeddings [B,E]."""
+        device = next(self.parameters()).device
+        batch = self.tokenizer(texts, device=device)
+        return F.normalize(
+            self.text_proj(self.text_encoder(batch["ids"], batch["mask"]).pooled).float(), dim=-1
+        )

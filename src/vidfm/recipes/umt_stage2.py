@@ -1,0 +1,169 @@
+"""Unmasked Teacher, stage 2 (Li et al., ICCV 2023): video-language pre-training of the stage-1 student with
+UTA + VTC + VTM + MLM, the backbone of vidfm's video-language models.
+
+Official defaults (``multi_modality/exp/pretraining/b16_5m.py``): the stage-1 ViT-B/16 student, 4 frames one
+per segment at 224², attention masking 0.8 from CLIP ViT-B/16 (last 6 layers), BERT-base text encoder with its
+last 3 layers as the cross-modal decoder, embedding 512, τ 0.07 learnable, loss weights all 1, hard VTM
+negatives, MLM probability 0.5, 32 text tokens; AdamW lr 1e-4, betas (0.9, 0.999), weight decay 0.02, cosine to
+1e-6 after 1 warm-up epoch of 10, batch 128 per GPU. Expected (official ``MODEL_ZOO.md``): zero-shot MSR-VTT
+text-to-video R@1 about 35 after the 5M-pair corpus. Here the text encoder is the packaged MiniLM (mean
+pooling, width 384) with a new 3-layer cross-modal decoder on top (not BERT-base's own layers).
+
+Commands (stage 1, then stage 2)::
+
+    vidfm pretrain --recipe umt --set data.manifest=M --set teacher.path=CLIP --out runs/umt
+    vidfm pretrain --recipe umt_stage2 --set data.manifest=CAPTIONED --set init=runs/umt \\
+        --set teacher.path=CLIP --out runs/umt2
+    vidfm eval retrieval --checkpoint runs/umt2 --data CAPTIONED
+
+Tiny mode: ``--recipe umt_stage2:tiny`` (digits-motion captions, ``umt:tiny`` student, ``clip_image:tiny``
+teacher).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from vidfm.data.config import DataConfig
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.encoder import EncoderConfig
+from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.umt import UMTTeacherConfig, umt_encoder
+from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights
+from vidfm.train.trainer import TrainConfig
+from vidfm.utils import log
+
+
+@dataclass
+class UMTStage2Recipe:
+    """Everything one stage-2 run needs; written to ``RUN/config.yaml``.
+
+    init: the stage-1 run (or any vidfm run with the same encoder) the student and its alignment heads start
+    from; empty = from scratch.
+    """
+
+    recipe: str = "umt_stage2"
+    encoder: EncoderConfig = field(default_factory=lambda: umt_encoder(num_frames=4, drop_path=0.1))
+    init: str = ""
+    mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="semantic", ratio=0.8))
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224, scales=(1.0, 0.875)))
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(sampling="segment", num_frames=4, short_side=256)
+    )
+    teacher: UMTTeacherConfig = field(default_factory=UMTTeacherConfig)
+    align_layers: int = 6
+    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
+    fusion: FusionConfig = field(default_factory=lambda: FusionConfig(depth=3, heads=12))
+    embed_dim: int = 512
+    temperature: float = 0.07
+    weights: LossWeights = field(default_factory=LossWeights)
+    mlm_prob: float = 0.5
+    hard_negatives: bool = True
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(
+            batch_size=128,
+            lr=1e-4,
+            min_lr=1e-6,
+            weight_decay=0.02,
+            betas=(0.9, 0.999),
+            steps=12_000,  # 10 epochs of 5M pairs at 128 × 32 GPUs
+            warmup_steps=1_200,
+        )
+    )
+
+    def build_task(self) -> nn.Module:
+        from vidfm.tasks.umt_stage2 import UMTStage2Task
+
+        teacher = self.teacher.build(self.align_layers) if self.weights.uta > 0 else None
+        task = UMTStage2Task(
+            self.encoder,
+            self.mask,
+            self.augment,
+            teacher,
+            self.align_layers,
+            self.text,
+            self.fusion,
+            self.embed_dim,
+            self.temperature,
+            self.weights,
+            self.mlm_prob,
+            self.hard_negatives,
+            self.teacher.resize,
+        )
+        if self.init:  # a resumed run then overwrites every weight from its own checkpoint
+            from vidfm.train.checkpoint import load_model_weights
+
+            load_model_weights(self.init, task.encoder, prefix="encoder.")
+            if hasattr(task, "align_heads"):
+                try:
+                    load_model_weights(self.init, task.align_heads, prefix="align_heads.")
+                except (KeyError, RuntimeError) as e:  # another K or teacher width: heads start fresh
+                    log.info("alignment heads not taken from %s (%s)", self.init, str(e).splitlines()[0])
+        return task
+
+    def dual_encoder(self, run_dir: str | Path) -> nn.Module:
+        """Video tower (encoder on all tokens, mean, ``vision_proj``) and text tower of a trained run."""
+        from vidfm.models.encoder import VideoEncoder
+        from vidfm.models.heads import DualEncoder
+        from vidfm.train.checkpoint import load_model_weights
+
+        encoder = VideoEncoder(self.encoder)
+        text_encoder, tokenizer = self.text.build()
+        vision_proj = nn.Linear(encoder.width, self.embed_dim)
+        text_proj = nn.Linear(text_encoder.width, self.embed_dim)
+        parts = {"encoder": encoder, "vision_proj": vision_proj, "text_proj": text_proj}
+        if self.text.trainable:
+            parts["text_encoder"] = text_encoder
+        for name, module in parts.items():
+            load_model_weights(run_dir, module, prefix=f"{name}.")
+        parts["text_encoder"] = text_encoder
+        return DualEncoder(
+            lambda video: encoder(video).tokens.mean(1),
+            vision_proj,
+            text_encoder,
+            text_proj,
+            tokenizer,
+            self.augment.size,
+            self.augment.mean,
+            self.augment.std,
+            modules=parts,
+        ).eval()
+
+
+def config(variant: str = "") -> UMTStage2Recipe:
+    """``""`` = the paper's ViT-B/16 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
+    if variant == "":
+        return UMTStage2Recipe()
+    if variant == "tiny":
+        return tiny()
+    raise ValueError(f"umt_stage2 has variants '' and 'tiny', not {variant!r}")
+
+
+def tiny() -> UMTStage2Recipe:
+    """The demo scale: the ``umt:tiny`` student (8 frames at 64²), the ``clip_image:tiny`` teacher (last 2
+    blocks), MiniLM frozen, a 1-layer decoder, 128-d embeddings, 100 steps of 32 clips."""
+    return UMTStage2Recipe(
+        encoder=umt_encoder("T/8", num_frames=8, img_size=64, depth=4),
+        augment=AugmentConfig(size=64, scales=(1.0, 0.875)),
+        data=DataConfig(sampling="segment", num_frames=8, short_side=64),
+        align_layers=2,
+        text=TextEncoderConfig(trainable=False),
+        fusion=FusionConfig(depth=1, heads=6),
+        embed_dim=128,
+        train=TrainConfig(
+            batch_size=32,
+            lr=5e-4,
+            min_lr=1e-5,
+            weight_decay=0.02,
+            betas=(0.9, 0.999),
+            steps=100,
+            warmup_steps=10,
+            ckpt_every=0,
+            log_every=10,
+            workers=1,
+        ),
+    )

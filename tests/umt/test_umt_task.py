@@ -1,0 +1,123 @@
+"""UMT stage 1: semantic masking from the teacher's attention, unmasked token alignment, what learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.encoder import EncoderConfig, gather_tokens
+from vidfm.objectives.distill import normalized_l2
+from vidfm.tasks.umt import UMTTask
+from vidfm.teachers.base import Teacher, TeacherOutput
+from vidfm.teachers.clip import CLIPTeacher, CLIPVisionConfig, CLIPVisionTower, clip_encoder_config
+from vidfm.train.checkpoint import trainable_state_dict
+from vidfm.utils import make_generator
+
+STUDENT = EncoderConfig(size="T/8", depth=2, width=32, heads=2, tubelet=1, num_frames=4, img_size=32)
+AUGMENT = AugmentConfig(size=32)
+
+
+class PlantedTeacher(Teacher):
+    """Fixed random unit tokens; all the attention of every frame on patches 0..3 (of 16)."""
+
+    def __init__(self) -> None:
+        super().__init__(None, (0.5,) * 3, (0.5,) * 3)
+        self.dim, self.layers, self.per_frame = 8, (0, 1), True
+        self.freeze()
+
+    def encode(self, video: torch.Tensor) -> TeacherOutput:
+        b, t = video.shape[0], video.shape[2]
+        g = torch.Generator().manual_seed(0)
+        hidden = {
+            i: torch.nn.functional.normalize(torch.randn(b, t * 16, 8, generator=g), dim=-1) for i in (0, 1)
+        }
+        attention = torch.full((b, t, 16), 0.002)
+        attention[:, :, :4] = 0.2
+        return TeacherOutput(hidden[1], (t, 4, 4), attention=attention, hidden=hidden)
+
+
+def clip_teacher() -> CLIPTeacher:
+    torch.manual_seed(3)
+    tower = CLIPVisionTower(
+        CLIPVisionConfig(clip_encoder_config("T/8", img_size=32, width=32, depth=3, heads=2), embed_dim=16)
+    )
+    return CLIPTeacher(tower, layers=(-2, -1))
+
+
+def clips(b: int = 2) -> dict:
+    g = torch.Generator().manual_seed(5)
+    return {"video": torch.randint(0, 256, (b, 4, 32, 32, 3), dtype=torch.uint8, generator=g)}
+
+
+def test_semantic_mask_keeps_what_the_teacher_attends_to() -> None:
+    torch.manual_seed(0)
+    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, PlantedTeacher(), align_layers=2)
+    video = task.augment(clips()["video"], train=False)
+    kept = torch.zeros(16)
+    for seed in range(40):
+        _, out, mask = task.align(video, make_generator(seed))
+        frame = mask.visible // 16  # [B,Nv] frame of each visible token
+        # exactly 16 - int(0.8·16) = 4 visible tokens in every frame of every clip (official N_vis)
+        assert all(torch.bincount(f, minlength=4).tolist() == [4] * 4 for f in frame)
+        assert out.tokens.shape == (2, 16, 32)
+        kept += torch.bincount((mask.visible % 16).flatten(), minlength=16).float()
+    assert kept[:4].mean() > 5 * kept[4:].mean()  # planted patches are kept far more often
+    assert kept[4:].sum() > 0  # multinomial sampling, not a top-k: unimportant tokens stay possible
+
+
+def test_uta_loss_is_two_minus_two_cos_at_visible_tokens() -> None:
+    teacher = clip_teacher()
+    torch.manual_seed(0)
+    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, teacher, align_layers=2)
+    video = task.augment(clips()["video"], train=False)
+    loss, out, mask = task.align(video, make_generator(1))
+    # by hand: the teacher's last 2 layers at the visible tokens, the student's last 2 through its heads
+    target = teacher(task.augment.unnormalize(video))
+    assert target.attention.shape == (2, 4, 16) and set(target.hidden) == {1, 2}
+    student = task.encoder(video, visible=mask.visible, return_layers=(0, 1))
+    pos = gather_tokens(task.align_pos.expand(2, -1, -1), mask.visible)
+    parts = [
+        normalized_l2(
+            head(task.encoder.norm(student.hidden[s]) + pos), gather_tokens(target.hidden[t], mask.visible)
+        )
+        for head, s, t in zip(task.align_heads, (0, 1), (1, 2), strict=True)
+    ]
+    torch.testing.assert_close(loss, torch.stack(parts).mean())
+    assert 0.0 <= loss.item() <= 4.0
+    loss.backward()
+    assert task.encoder.patch_embed.proj.weight.grad is not None
+    assert all(h.fc.weight.grad is not None for h in task.align_heads)
+    assert all(p.grad is None for p in teacher.parameters())
+    assert not any(k.startswith("teacher") for k in trainable_state_dict(task))
+
+
+def test_student_learns_the_teacher() -> None:
+    torch.manual_seed(0)
+    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, clip_teacher(), align_layers=2)
+    opt = torch.optim.AdamW([p for n, p in task.named_parameters() if not n.startswith("teacher")], lr=3e-3)
+    batch = clips(4)
+    losses = []
+    for step in range(30):
+        loss = task(batch, make_generator(0, step))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert sum(losses[-5:]) / 5 < 0.65 * sum(losses[:5]) / 5
+
+
+def test_configuration_errors() -> None:
+    with pytest.raises(ValueError, match="tubelet 1"):
+        UMTTask(
+            EncoderConfig(size="T/8", depth=2, width=32, heads=2, tubelet=2, num_frames=4, img_size=32),
+            MaskConfig("semantic", 0.8),
+            AUGMENT,
+            clip_teacher(),
+            2,
+        )
+    with pytest.raises(ValueError, match="returns 2 layer"):
+        UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, clip_teacher(), align_layers=1)
+    with pytest.raises(ValueError, match="needs a teacher"):
+        UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, None, align_layers=1)

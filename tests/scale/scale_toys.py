@@ -11,10 +11,16 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import Dataset
 
+from vidfm.data.transforms import AugmentConfig
+from vidfm.masking import MaskConfig
+from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
+from vidfm.tasks.mvd import MVDTask
+from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.distributed import gather_with_grad
 
 T, SIDE, C = 2, 8, 3
+SMALL = dict(size="T/8", depth=1, width=32, heads=2, img_size=32)
 
 
 def free_port() -> int:
@@ -81,3 +87,14 @@ class ContrastiveToyTask(nn.Module):
         labels = torch.arange(za.shape[0]) + rank * za.shape[0]
         nce = F.cross_entropy(F.normalize(za, dim=-1) @ all_b.T / 0.1, labels)
         return {"loss": regress + nce, "regress": regress.detach(), "nce": nce.detach()}
+
+
+def mvd_task() -> MVDTask:
+    """A tiny MVD task over 4x32² clips: random image (width 32) and video (width 48) ViT teachers."""
+    torch.manual_seed(1)
+    image = ViTTeacher(VideoEncoder(EncoderConfig(**SMALL, tubelet=1, num_frames=1, cls_token=True)))
+    video = ViTTeacher(VideoEncoder(EncoderConfig(**{**SMALL, "width": 48}, tubelet=2, num_frames=4)))
+    torch.manual_seed(0)
+    encoder = EncoderConfig(**SMALL, tubelet=2, num_frames=4, pos_embed="sincos_3d")
+    augment = AugmentConfig(size=32, flip_prob=0.5)
+    return MVDTask(encoder, DecoderConfig(depth=1), MaskConfig("tube", 0.75), augment, image, video)

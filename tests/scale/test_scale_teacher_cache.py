@@ -7,6 +7,7 @@ import json
 
 import pytest
 import torch
+from scale_toys import mvd_task
 from torch.utils.data import Dataset
 
 from vidfm.cli import main
@@ -17,16 +18,8 @@ from vidfm.data.teacher_cache import (
     build_teacher_cache,
     view_of,
 )
-from vidfm.data.transforms import AugmentConfig
-from vidfm.masking import MaskConfig
-from vidfm.models.decoder import DecoderConfig
-from vidfm.models.encoder import EncoderConfig, VideoEncoder
-from vidfm.tasks.mvd import MVDTask
-from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.trainer import TrainConfig, Trainer
 from vidfm.utils import log, make_generator
-
-SMALL = dict(size="T/8", depth=1, width=32, heads=2, img_size=32)
 
 
 class Clips(Dataset):
@@ -48,16 +41,6 @@ class Clips(Dataset):
             "video": torch.randint(0, 256, (4, 40, 48, 3), generator=g, dtype=torch.uint8),
             "index": index,
         }
-
-
-def mvd_task() -> MVDTask:
-    torch.manual_seed(1)
-    image = ViTTeacher(VideoEncoder(EncoderConfig(**SMALL, tubelet=1, num_frames=1, cls_token=True)))
-    video = ViTTeacher(VideoEncoder(EncoderConfig(**{**SMALL, "width": 48}, tubelet=2, num_frames=4)))
-    torch.manual_seed(0)
-    encoder = EncoderConfig(**SMALL, tubelet=2, num_frames=4, pos_embed="sincos_3d")
-    augment = AugmentConfig(size=32, flip_prob=0.5)
-    return MVDTask(encoder, DecoderConfig(depth=1), MaskConfig("tube", 0.75), augment, image, video)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,8 @@ every clip padding; 8 x 16 macroblocks, 24 tokens per clip).
 Last, tokens per second of the interleaved sequence against one token per patch per frame (a per-frame ViT),
 for the official layout and for the measured clips.
 
-    python benchmarks/lavit_tokenizer.py --out runs/lavit_tokenizer              # ~1 h on 2 busy CPU cores
-    python benchmarks/lavit_tokenizer.py --out runs/lt --sizes 64 256 --steps 100 --surv-steps 50
+    python benchmarks/lavit_tokenizer.py --out runs/lavit_tokenizer            # ~3 h on 2 busy CPU cores
+    python benchmarks/lavit_tokenizer.py --out runs/lt --parts surv rates --surv-sizes 64 --surv-steps 20
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ def digits_config(manifest: Path, codes: int, steps: int):
     )  # fmt: skip
 
 
-def surv_config(codes: int, steps: int, cache: Path):
+def surv_config(codes: int, steps: int, cache: Path, batch: int):
     from vidfm.lavit.clips import ClipConfig
     from vidfm.recipes.motion_vq import config, tiny_motion
 
@@ -144,9 +144,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("runs/lavit_tokenizer"))
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256, 1024])
+    p.add_argument("--surv-sizes", type=int, nargs="+", default=[64, 256, 1024])
     p.add_argument("--clips", type=int, default=1500, help="digits-motion clips")
-    p.add_argument("--steps", type=int, default=500, help="digits training steps per size")
-    p.add_argument("--surv-steps", type=int, default=400, help="surv_fight training steps per size")
+    p.add_argument("--steps", type=int, default=300, help="digits training steps per size")
+    p.add_argument("--surv-steps", type=int, default=150, help="surv_fight training steps per size")
+    p.add_argument("--surv-batch", type=int, default=8)
+    p.add_argument(
+        "--parts", nargs="+", default=["digits", "surv", "rates"], choices=["digits", "surv", "rates"]
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -155,15 +160,21 @@ def main() -> None:
 
     setup_logging()
     args.out.mkdir(parents=True, exist_ok=True)
-    manifest = args.out / "digits-motion" / "manifest.csv"
-    if not manifest.is_file():
-        manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0)
-    rows = sweep("digits", lambda k: digits_config(manifest, k, args.steps), args.sizes, args.out)
-    if SURV.is_dir():
-        rows += sweep("surv_fight", lambda k: surv_config(k, args.surv_steps, args.out / "cache_surv"),
-                      args.sizes, args.out)  # fmt: skip
-    rates = token_rates(args.out) if SURV.is_dir() else []
-    (args.out / "results.json").write_text(json.dumps({"vq": rows, "rates": rates}, indent=1))
+    rows, rates = [], []
+    if "digits" in args.parts:
+        manifest = args.out / "digits-motion" / "manifest.csv"
+        if not manifest.is_file():
+            manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0)
+        rows += sweep("digits", lambda k: digits_config(manifest, k, args.steps), args.sizes, args.out)
+    if "surv" in args.parts and SURV.is_dir():
+        cache = args.out / "cache_surv"
+        make = lambda k: surv_config(k, args.surv_steps, cache, args.surv_batch)  # noqa: E731
+        rows += sweep("surv_fight", make, args.surv_sizes, args.out)
+    if "rates" in args.parts and SURV.is_dir():
+        rates = token_rates(args.out)
+    (args.out / f"results_{'_'.join(args.parts)}.json").write_text(
+        json.dumps({"vq": rows, "rates": rates}, indent=1)
+    )
 
     print("\n| data | codes | tokens/clip | test MSE | rel. MSE | perplexity | codes used | train s |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")

@@ -531,6 +531,9 @@ class Trainer:
         )
         if not ok:
             record["skipped"] = self.bad_total
+        if self.rank != 0:  # every rank holds the same (rank-averaged) record: one of them speaks
+            return record
+        if not ok:
             log.warning(
                 "step %d: non-finite loss or gradient, update skipped (%d so far)", self.step, self.bad_total
             )

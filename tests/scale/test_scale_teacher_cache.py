@@ -60,6 +60,18 @@ def test_cache_index_and_storage_cost(cache_dir):
     files = sum((root / s["name"]).stat().st_size for s in index["shards"])
     assert index["bytes_per_clip"] * 6 <= files < index["bytes_per_clip"] * 6 + 4096 * len(index["shards"])
     assert json.loads((root / "cache.json").read_text())["shards"] == index["shards"]
+    assert TeacherCache(root).read(5, 2)["teacher_video.0.tokens"].dtype == torch.float16
+
+
+def test_bf16_storage_and_bad_arguments(tmp_path):
+    index = build_teacher_cache(mvd_task(), Clips(n=2), tmp_path, views=1, dtype="bf16", batch_size=2)
+    read = TeacherCache(tmp_path).read(1, 0)
+    assert read["teacher_image.0.tokens"].dtype == torch.bfloat16 and read["box"].shape == (4,)
+    assert index["bytes_per_clip"] == 2 * (2 * 16 * 32 + 32) + 2 * (2 * 16 * 48 + 48) + 4 * 4 + 1
+    with pytest.raises(ValueError, match="dtype"):
+        build_teacher_cache(mvd_task(), Clips(n=2), tmp_path / "x", dtype="fp8")
+    with pytest.raises(FileNotFoundError, match="not a teacher cache"):
+        TeacherCache(tmp_path / "missing")
 
 
 def test_cached_loss_equals_the_live_teachers_on_the_same_view(cache_dir):

@@ -230,7 +230,8 @@ class Trainer:
         cfg: trainer settings.
         run_dir: run folder (config.yaml, metrics.jsonl, checkpoints/); resumed from when it has a
             checkpoint and ``cfg.resume``.
-        dataset: any map-style dataset; ``set_epoch(epoch)`` is called when it has one.
+        dataset: any map-style dataset (``set_epoch(epoch)`` is called when it has one), or a streaming
+            one with ``plan(batch_size, rank, world_size)`` and ``set_epoch(epoch, start_batch)``.
         collate: ``list of items -> batch dict`` (torch's default collate when None).
         config_to_save: the resolved run config written to config.yaml (``cfg`` itself when None).
         on_log: called with every logged record (rank 0).

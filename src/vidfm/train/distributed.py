@@ -1,9 +1,15 @@
-"""Distributed set-up and collectives, applied from outside model code.
+"""Distributed training and speed paths, applied from outside model code.
 
-``init_distributed()`` reads the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
-``MASTER_ADDR``/``MASTER_PORT``), so the same command runs as 1 process, N processes on one machine or
-several machines. ``gather_with_grad`` is the all-gather contrastive losses use to see every rank's
-embeddings while gradients still reach the rank that produced them.
+- ``init_distributed()`` reads the ``torchrun`` environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``,
+  ``MASTER_ADDR``/``MASTER_PORT``), so the same command runs as 1 process, N processes on one machine or
+  several machines.
+- ``gather_with_grad`` is the all-gather contrastive losses use to see every rank's embeddings while
+  gradients still reach the rank that produced them.
+- ``parallelize`` turns a task into what the trainer's step calls: activation checkpointing, regional
+  ``torch.compile``, then DDP or FSDP2 (frozen teachers left out of both); ``gradient_sync``,
+  ``full_tensors``, ``shard_optimizer_state`` and ``total_grad_norm`` are what the trainer needs around
+  them (accumulation, full-tensor checkpoints, clipping).
+- ``DevicePrefetcher`` copies the next batch to the GPU on a side stream while the current step runs.
 """
 
 from __future__ import annotations
@@ -19,6 +25,11 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.utils.checkpoint import checkpoint
+
+try:
+    from torch.distributed.tensor import DTensor
+except ImportError:  # torch < 2.5 keeps it private
+    from torch.distributed._tensor import DTensor
 
 from vidfm.utils import log
 
@@ -269,7 +280,7 @@ def gradient_sync(model: nn.Module, enabled: bool) -> Iterator[None]:
 
 # ----------------------------------------------------------------------------- sharded tensors
 def _is_dtensor(x: Any) -> bool:
-    return type(x).__name__ == "DTensor" and hasattr(x, "full_tensor")
+    return isinstance(x, DTensor)
 
 
 def full_tensors(obj: Any) -> Any:

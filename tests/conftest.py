@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-import pytest
+# One intra-op thread per process: the tests' tensors are small, and DataLoader workers or spawned ranks
+# with two threads each oversubscribe a 2-core machine (measured 10x slower steps). Set before torch loads,
+# so spawned processes inherit it too.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 # The digits-motion set every test shares: 16 frames of 64x64 like ``vidfm demo``. 3,000 clips give ~600
 # test clips (20 % of the sources), enough for a chance-level check to be +-5 points at 3.7 sigma.

@@ -35,7 +35,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda tmp: tmp.write_text(text))
 
 
-def save_tensors(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_tensors(
+    tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Atomically write a safetensors file (contiguous CPU copies; shared storage is split)."""
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     atomic_write(Path(path), lambda tmp: save_file(flat, str(tmp), metadata=metadata))

@@ -8,14 +8,23 @@ from einops import rearrange
 
 def patchify(video: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
     """video [B,C,T,H,W] -> [B, N, t·p·p, C] with tokens in the encoder's (t, h, w) order."""
-    return rearrange(video, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=tubelet, p1=patch, p2=patch)
+    return rearrange(
+        video, "b c (t p0) (h p1) (w p2) -> b (t h w) (p0 p1 p2) c", p0=tubelet, p1=patch, p2=patch
+    )
 
 
 def unpatchify(tokens: torch.Tensor, grid: tuple[int, int, int], tubelet: int, patch: int) -> torch.Tensor:
     """[B, N, t·p·p·C] -> video [B,C,T,H,W] (inverse of patchify followed by flattening (p c))."""
     t, h, w = grid
     return rearrange(
-        tokens, "b (t h w) (p0 p1 p2 c) -> b c (t p0) (h p1) (w p2)", t=t, h=h, w=w, p0=tubelet, p1=patch, p2=patch
+        tokens,
+        "b (t h w) (p0 p1 p2 c) -> b c (t p0) (h p1) (w p2)",
+        t=t,
+        h=h,
+        w=w,
+        p0=tubelet,
+        p1=patch,
+        p2=patch,
     )
 
 
@@ -38,7 +47,9 @@ def pixel_target(
     raw = video.float() * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
     patches = patchify(raw, tubelet, patch)  # [B,N,P,C]
     if normalize:
-        patches = (patches - patches.mean(dim=-2, keepdim=True)) / (patches.var(dim=-2, keepdim=True).sqrt() + eps)
+        patches = (patches - patches.mean(dim=-2, keepdim=True)) / (
+            patches.var(dim=-2, keepdim=True).sqrt() + eps
+        )
     return patches.flatten(2)
 
 

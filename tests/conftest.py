@@ -8,7 +8,8 @@ from pathlib import Path
 # One intra-op thread per process: the tests' tensors are small, and DataLoader workers or spawned ranks
 # with two threads each oversubscribe a 2-core machine (measured 10x slower steps). Set before torch loads,
 # so spawned processes inherit it too.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
+if not os.environ.get("OMP_NUM_THREADS"):
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -19,6 +19,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--random-init", action="store_true", help="probe a random-init encoder of the same config"
     )
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="probe the trivial baseline (colour histogram + frame differences)",
+    )
     p.add_argument("--pool", default="mean", choices=["mean", "cls", "grid2x2"])
     p.add_argument("--clips", type=int, default=1, help="temporal clips per video (multi-view)")
     p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip")

@@ -54,7 +54,12 @@ def test_language_route_from_the_cli(tmp_path) -> None:  # noqa: ANN001
     manifest = str(make_digits_motion(tmp_path / "digits", n=12, num_frames=8, size=32, seed=0))
     common = [f"data.manifest={manifest}", "data.short_side=32", "augment.size=32", *TRAIN]
     clip, umt, umt2 = tmp_path / "clip", tmp_path / "umt", tmp_path / "umt2"
-    tower = ["vision.encoder.width=32", "vision.encoder.depth=2", "vision.encoder.heads=2"]
+    tower = [
+        "vision.encoder.size=T/8",
+        "vision.encoder.width=32",
+        "vision.encoder.depth=2",
+        "vision.encoder.heads=2",
+    ]
     tower += ["vision.encoder.img_size=32", "vision.embed_dim=16"]
     assert main(["pretrain", "--recipe", "clip_image:tiny", "--out", str(clip), *sets(*common, *tower)]) == 0
     teacher = f"teacher.path={clip}"

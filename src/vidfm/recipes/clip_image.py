@@ -10,7 +10,7 @@ choice for datasets of thousands, not CLIP's 400M pairs. Expected: a teacher who
 retrieval on held-out clips is far above chance (``vidfm eval retrieval --checkpoint RUN``).
 
 Command: ``vidfm pretrain --recipe clip_image --set data.manifest=MANIFEST --out runs/clip``.
-Tiny mode (``--recipe clip_image:tiny``): digits-motion frames at 64², about a minute of CPU.
+Tiny mode (``--recipe clip_image:tiny``): digits-motion frames at 32², about a minute of CPU.
 """
 
 from __future__ import annotations
@@ -95,22 +95,27 @@ def config(variant: str = "") -> CLIPImageRecipe:
 
 
 def tiny() -> CLIPImageRecipe:
-    """The demo scale: a 4-block, 128-wide tower with 8×8 patches at 64² (an 8×8 grid, as the UMT student's),
-    2 frames from each of 32 clips per step, the frozen MiniLM text tower."""
+    """The demo scale: a 4-block, 128-wide tower on frames downscaled to 32² with 4×4 patches (an 8×8 grid,
+    as the 64² UMT student's 8×8 patches), 2 frames from each of 32 clips per step, the frozen MiniLM.
+
+    Measured on digits-motion (docs/umt.md): at 64² with 8×8 patches the same tower stayed at chance for 300
+    steps (and learned slowly even when trained supervised on the digit); at 32² with 4×4 patches it reached
+    0.34 zero-shot digit accuracy after 300 steps, for the same token count.
+    """
     return CLIPImageRecipe(
         vision=CLIPVisionConfig(
-            encoder=clip_encoder_config("T/8", img_size=64, width=128, depth=4, heads=4), embed_dim=128
+            encoder=clip_encoder_config("T/4", img_size=32, width=128, depth=4, heads=4), embed_dim=128
         ),
-        augment=AugmentConfig(size=64, scales=(1.0, 0.875), mean=CLIP_MEAN, std=CLIP_STD),
+        augment=AugmentConfig(size=32, scales=(1.0, 0.875), mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(sampling="segment", num_frames=8, short_side=64),
         frames=2,
         train=TrainConfig(
             batch_size=32,
             lr=1e-3,
             min_lr=1e-5,
-            warmup_steps=15,
-            steps=150,
-            weight_decay=0.2,
+            warmup_steps=20,
+            steps=200,
+            weight_decay=0.05,
             betas=(0.9, 0.98),
             eps=1e-6,
             ckpt_every=0,

@@ -94,8 +94,8 @@ class UMTRecipe:
             min_lr=1e-6,
             weight_decay=0.05,
             betas=(0.9, 0.95),
-            steps=53_000,  # 200 epochs of K710's ~0.65M clips at batch 2048 ≈ 63k; 40 warm-up epochs
-            warmup_steps=10_600,
+            steps=63_500,  # 200 epochs of K710's ~0.65M clips at batch 2048; 40 warm-up epochs
+            warmup_steps=12_700,
         )
     )
     blr: float | None = 1.5e-4
@@ -118,8 +118,9 @@ def config(variant: str = "") -> UMTRecipe:
 
 def tiny() -> UMTRecipe:
     """The demo scale of ``videomae:tiny`` (4-block ViT-T/8 at 64²) with UMT's parts: 8 frames one per
-    segment, tubelet 1, semantic masking 0.8 from the ``clip_image:tiny`` teacher, its last 2 of 4 blocks
-    aligned with the student's last 2 (UMT aligns half of the depth: 6 of 12)."""
+    segment, tubelet 1, semantic masking 0.8 from the ``clip_image:tiny`` teacher (which sees the frames at
+    32², its own size, on the same 8×8 grid), its last 2 of 4 blocks aligned with the student's last 2 (UMT
+    aligns half of the depth: 6 of 12); 150 steps of 16 clips."""
     return UMTRecipe(
         encoder=umt_encoder("T/8", num_frames=8, img_size=64, depth=4),
         augment=AugmentConfig(size=64),
@@ -127,8 +128,8 @@ def tiny() -> UMTRecipe:
         align_layers=2,
         train=TrainConfig(
             batch_size=16,
-            steps=200,
-            warmup_steps=20,
+            steps=150,
+            warmup_steps=15,
             min_lr=1e-5,
             weight_decay=0.05,
             betas=(0.9, 0.95),

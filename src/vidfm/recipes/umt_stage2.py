@@ -145,7 +145,7 @@ def config(variant: str = "") -> UMTStage2Recipe:
 
 def tiny() -> UMTStage2Recipe:
     """The demo scale: the ``umt:tiny`` student (8 frames at 64²), the ``clip_image:tiny`` teacher (last 2
-    blocks), MiniLM frozen, a 1-layer decoder, 128-d embeddings, 100 steps of 32 clips."""
+    blocks), MiniLM frozen, a 1-layer decoder, 128-d embeddings, 120 steps of 24 clips."""
     return UMTStage2Recipe(
         encoder=umt_encoder("T/8", num_frames=8, img_size=64, depth=4),
         augment=AugmentConfig(size=64, scales=(1.0, 0.875)),
@@ -155,13 +155,13 @@ def tiny() -> UMTStage2Recipe:
         fusion=FusionConfig(depth=1, heads=6),
         embed_dim=128,
         train=TrainConfig(
-            batch_size=32,
+            batch_size=24,
             lr=5e-4,
             min_lr=1e-5,
             weight_decay=0.02,
             betas=(0.9, 0.999),
-            steps=100,
-            warmup_steps=10,
+            steps=120,
+            warmup_steps=12,
             ckpt_every=0,
             log_every=10,
             workers=1,

@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidfm.data.transforms import resize
 from vidfm.layers.attention import Attention
 from vidfm.layers.block import QuickGELU
 from vidfm.models.encoder import EncoderConfig, EncoderOutput, VideoEncoder
@@ -160,6 +161,13 @@ class CLIPTeacher(Teacher):
         self.dim = tower.embed_dim  # width of the returned tokens
         self.per_frame = True
         self.freeze()
+
+    def prepare(self, video: torch.Tensor) -> torch.Tensor:
+        """[B,C,T,H,W] in [0,1] -> resized (antialiased, as CLIP's PIL preprocessing when shrinking) and
+        normalised. A tower trained by ``clip_image`` at a smaller side saw antialiased frames too."""
+        if self.size is not None and video.shape[-2:] != (self.size, self.size):
+            video = resize(video, (self.size, self.size))
+        return (video - self.mean.to(video.dtype)) / self.std.to(video.dtype)
 
     def finish(self, tokens: torch.Tensor) -> torch.Tensor:
         """A block's raw tokens [..., D] -> ln_post -> proj -> (L2) [..., E]."""

@@ -1,0 +1,138 @@
+"""UMT against VideoMAE on digits-motion: linear-probe accuracy against training cost, teacher included.
+
+The paper (Li et al., ICCV 2023, Table 1 / Figure 1) reports UMT reaching VideoMAE's accuracy several times
+faster. Here both students are the same 4-block ViT-T/8 at 64² (512 tokens per clip):
+
+- VideoMAE: ``videomae:tiny`` (16 frames, tubelet 2, tube mask 0.9, pixel decoder);
+- UMT: ``clip_image:tiny`` (a CLIP-style teacher trained on the frames and captions, its cost counted), then
+  ``umt:tiny`` (8 frames one per segment, tubelet 1, semantic mask 0.8, last 2 layers aligned).
+
+Every ``--every`` steps a checkpoint is probed (linear and kNN on ``digit`` and ``motion``, mean pooling,
+frozen features of the train/test splits). Cost is reported as wall-clock seconds and process CPU seconds of
+training (decoding in-process, ``workers=0``, so CPU time counts everything); the UMT rows add the teacher's.
+Not run by CI; about an hour on 2 busy CPU cores, minutes on a GPU.
+
+    python benchmarks/umt_vs_videomae.py --out runs/umt_vs_videomae
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import torch
+
+from vidfm.config import apply_overrides
+from vidfm.data.config import build_dataset
+from vidfm.data.datasets import collate
+from vidfm.data.digits import make_digits_motion
+from vidfm.eval.frozen import probe_features, split_features
+from vidfm.eval.report import markdown_table
+from vidfm.models.encoder import VideoEncoder
+from vidfm.recipes import get_recipe
+from vidfm.train.checkpoint import list_checkpoints, load_model_weights
+from vidfm.train.pretrain import resolve
+from vidfm.train.trainer import Trainer
+from vidfm.utils import default_device, setup_logging
+
+
+def train(cfg, run_dir: Path) -> dict[int, tuple[float, float]]:  # noqa: ANN001 - a recipe config
+    """Train ``cfg`` (resolved) into ``run_dir``; returns {step: (wall s, CPU s)} at every logged step."""
+    cfg = resolve(cfg)
+    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    marks: dict[int, tuple[float, float]] = {}
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+
+    def on_log(record: dict) -> None:
+        marks[record["step"]] = (time.perf_counter() - wall0, time.process_time() - cpu0)
+
+    Trainer(cfg.build_task(), cfg.train, run_dir, dataset, collate, config_to_save=cfg, on_log=on_log).fit()
+    (run_dir / "cost.json").write_text(json.dumps(marks))
+    return marks
+
+
+def probe(encoder: VideoEncoder, cfg, device: torch.device, workers: int) -> dict[str, tuple[float, float]]:  # noqa: ANN001
+    """{label: (linear top-1, kNN top-1)} of a frozen encoder."""
+    feats = split_features(encoder, cfg.data, cfg.augment, workers=workers, device=device, progress=False)
+    rows = probe_features(feats["train"], feats["test"], ["digit", "motion"])
+    return {r.label: (r.linear, r.knn) for r in rows}
+
+
+def curve(name: str, cfg, run_dir: Path, extra: tuple[float, float], device, workers: int) -> list[list]:  # noqa: ANN001
+    """Rows (method, step, wall, CPU, digit lin, digit kNN, motion lin, motion kNN) for step 0 and each
+    checkpoint; ``extra`` (wall, CPU) is added to every cost (the teacher's training)."""
+    marks = {int(k): tuple(v) for k, v in json.loads((run_dir / "cost.json").read_text()).items()}
+    rows = []
+    points = [(0, None)] + list_checkpoints(run_dir)
+    for step, ckpt in points:
+        torch.manual_seed(cfg.train.seed)
+        encoder = VideoEncoder(cfg.encoder)
+        if ckpt is not None:
+            load_model_weights(ckpt, encoder, prefix="encoder.")
+        acc = probe(encoder, cfg, device, workers)
+        wall, cpu = marks.get(step, (0.0, 0.0))
+        cost = (wall + extra[0], cpu + extra[1]) if step or name.startswith("UMT") else (0.0, 0.0)
+        rows.append([name, step, round(cost[0]), round(cost[1]), *acc["digit"], *acc["motion"]])
+        print(markdown_table(HEADER, [rows[-1]]).splitlines()[-1], flush=True)
+    return rows
+
+
+HEADER = ["method", "step", "wall s", "CPU s", "digit lin", "digit kNN", "motion lin", "motion kNN"]
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", default="runs/umt_vs_videomae")
+    p.add_argument("--clips", type=int, default=2000)
+    p.add_argument("--videomae-steps", type=int, default=600)
+    p.add_argument("--umt-steps", type=int, default=300)
+    p.add_argument("--teacher-steps", type=int, default=None, help="clip_image steps (default: the recipe's)")
+    p.add_argument("--every", type=int, default=150, help="checkpoint (and probe) interval")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: CPU time counts decoding)")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    setup_logging()
+    out, device = Path(args.out), default_device()
+    manifest = out / "digits-motion" / "manifest.csv"
+    if not manifest.exists():
+        make_digits_motion(manifest.parent, n=args.clips, seed=args.seed, workers=1)
+    common = [f"data.manifest={manifest}", f"train.workers={args.workers}", "train.progress=false"]
+    common += [f"train.seed={args.seed}", f"train.ckpt_every={args.every}", "train.keep_last=100"]
+    common += [f"train.log_every={math.gcd(10, args.every)}"]  # a cost mark at every checkpoint
+
+    def recipe(name: str, steps: int, *extra: str):  # noqa: ANN202
+        cfg = apply_overrides(get_recipe(name), [*common, *extra])
+        warm = min(cfg.train.warmup_steps, steps // 10)
+        return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, warmup_steps=warm))
+
+    runs = {}
+    vmae = recipe("videomae:tiny", args.videomae_steps)
+    if not (out / "videomae" / "cost.json").exists():
+        train(vmae, out / "videomae")
+    teacher_steps = args.teacher_steps or get_recipe("clip_image:tiny").train.steps
+    teacher = recipe("clip_image:tiny", teacher_steps, "train.ckpt_every=0")
+    if not (out / "clip" / "cost.json").exists():
+        train(teacher, out / "clip")
+    marks = json.loads((out / "clip" / "cost.json").read_text())
+    teacher_cost = tuple(marks[max(marks, key=int)])
+    umt = recipe("umt:tiny", args.umt_steps, f"teacher.path={out / 'clip'}")
+    if not (out / "umt" / "cost.json").exists():
+        train(umt, out / "umt")
+    runs["VideoMAE"] = (vmae, out / "videomae", (0.0, 0.0))
+    runs["UMT (teacher included)"] = (umt, out / "umt", teacher_cost)
+    print(f"teacher (clip_image:tiny): {teacher_cost[0]:.0f} s wall, {teacher_cost[1]:.0f} s CPU", flush=True)
+    print(markdown_table(HEADER, []), flush=True)
+    rows = []
+    for name, (cfg, run_dir, extra) in runs.items():
+        rows += curve(name, cfg, run_dir, extra, device, args.workers)
+    table = markdown_table(HEADER, rows)
+    (out / "results.md").write_text(table + "\n")
+    print(f"\n{table}\n\ndevice: {device}; chance: digit 0.100, motion 0.125")
+
+
+if __name__ == "__main__":
+    main()

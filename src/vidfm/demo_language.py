@@ -1,0 +1,107 @@
+"""The demo's language route on digits-motion: ``clip_image`` -> UMT stage 1 (-> stage 2 if the budget allows).
+
+A CLIP-style teacher is trained on the frames and captions, a UMT student is distilled from it on the unmasked
+tokens, and (time permitting) stage 2 aligns the student with the MiniLM text encoder. The students are probed
+like the demo's VideoMAE rows; stage 2 is also evaluated zero-shot (text->video retrieval on the test split).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from vidfm.utils import log
+
+
+def _tiny(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
+    """A tiny recipe on the demo's data, seed and workers."""
+    from vidfm.config import apply_overrides
+    from vidfm.recipes import get_recipe
+
+    sets = [f"data.manifest={manifest}", f"train.seed={demo.seed}", f"train.workers={demo.workers}"]
+    return apply_overrides(get_recipe(recipe), [*sets, *overrides])
+
+
+def _train(cfg: Any, run_dir: Path) -> float:
+    from vidfm.train.pretrain import pretrain
+
+    start = time.perf_counter()
+    pretrain(cfg, run_dir)
+    return time.perf_counter() - start
+
+
+def language_rows(
+    manifest: Path, out: Path, demo: Any, budget_s: float = 300.0, stage2_steps: int = 60
+) -> tuple[list[list], list[str]]:
+    """Train and probe the language route; returns table rows ``[name, label, linear, kNN]`` and note lines.
+
+    Args:
+        manifest: the digits-motion manifest.
+        out: the demo folder; runs go to ``out/clip``, ``out/umt``, ``out/umt2`` (resumed when present).
+        demo: the :class:`~vidfm.demo.DemoConfig` (seed, workers, pool).
+        budget_s: seconds for the whole route. Stage 2 runs only when stage 1 with its probe left more than
+            40% of it, and its probe row only when 15% is left after its training and retrieval.
+        stage2_steps: stage-2 steps (the ``umt_stage2:tiny`` recipe has 120; the demo takes fewer).
+    """
+    from vidfm.demo import probe_rows
+    from vidfm.eval.retrieval import evaluate_retrieval
+    from vidfm.utils import default_device
+
+    start = time.perf_counter()
+    notes: list[str] = []
+
+    def left() -> float:
+        return budget_s - (time.perf_counter() - start)
+
+    clip_cfg = _tiny("clip_image:tiny", manifest, demo)
+    notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {_train(clip_cfg, out / 'clip'):.0f} s")
+    umt_cfg = _tiny("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}")
+    notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {_train(umt_cfg, out / 'umt'):.0f} s")
+    rows = probe_rows(
+        "UMT stage 1 (clip_image teacher)", _encoder(umt_cfg, out / "umt", demo.seed), umt_cfg, manifest, demo
+    )
+    if left() < 0.4 * budget_s:
+        notes.append(f"UMT stage 2 skipped: {left():.0f} s of the {budget_s:.0f} s budget left")
+        return rows, notes
+    stage2 = _tiny(
+        "umt_stage2:tiny",
+        manifest,
+        demo,
+        f"teacher.path={out / 'clip'}",
+        f"init={out / 'umt'}",
+        f"train.steps={stage2_steps}",
+        f"train.warmup_steps={max(1, stage2_steps // 10)}",
+    )
+    notes.append(f"UMT stage 2: {stage2_steps} steps, {_train(stage2, out / 'umt2'):.0f} s")
+    device = default_device()
+    result = evaluate_retrieval(
+        out / "umt2", manifest, "test", workers=demo.workers, device=device, progress=False
+    )
+    t2v = result.t2v
+    notes.append(
+        f"UMT stage 2 zero-shot text->video, test split: R@1 {t2v['R@1']:.1f}, R@5 {t2v['R@5']:.1f}, R@10 "
+        f"{t2v['R@10']:.1f} % (chance R@1 {100 / result.num_videos:.2f} %, {result.num_videos} videos)"
+    )
+    if left() > 0.15 * budget_s:
+        rows += probe_rows(
+            "UMT stage 2 (video-text)", _encoder(stage2, out / "umt2", demo.seed), stage2, manifest, demo
+        )
+    log.info("language route: %.0f s", time.perf_counter() - start)
+    return rows, notes
+
+
+def _encoder(cfg: Any, run_dir: Path, seed: int) -> torch.nn.Module:
+    """The trained student of a run."""
+    from vidfm.models.encoder import VideoEncoder
+    from vidfm.train.checkpoint import load_model_weights
+
+    torch.manual_seed(seed)
+    encoder = VideoEncoder(cfg.encoder)
+    load_model_weights(run_dir, encoder, prefix="encoder.")
+    return encoder
+
+
+__all__ = ["language_rows"]

@@ -93,6 +93,9 @@ def test_finetune_run_through_the_trainer(tiny_run, digits, tmp_path) -> None:
     assert not torch.equal(tuned.blocks[0].mlp.fc1.weight, pretrained.blocks[0].mlp.fc1.weight)
     again = run_finetune(cfg, tmp_path / "ft", progress=False)  # finished: only tested again
     assert again.top1 == res.top1
+    other = finetune_config(tiny_run, str(digits), "motion", overrides=fast + ["label_smoothing=0.2"])
+    with pytest.raises(ValueError, match="another config"):  # never resume a run with other settings
+        run_finetune(other, tmp_path / "ft", progress=False)
     top1, _ = evaluate_classifier(task.eval(), cfg, clips=1, crops=3, progress=False)
     assert 0.0 <= top1 <= 1.0
 

@@ -126,6 +126,25 @@ def evaluate_classifier(
     return top1, float((top5 == y[:, None]).any(1).mean())
 
 
+def _check_same_run(cfg: FinetuneRecipe, run_dir: Path) -> None:
+    """A run folder resumes only the config it was started with (settings that do not change the result,
+    workers and progress bars, aside)."""
+    from vidfm.config import to_dict
+    from vidfm.recipes import load_run_config
+    from vidfm.train.pretrain import resolve
+
+    if not (run_dir / "config.yaml").is_file():
+        return
+    old, new = to_dict(load_run_config(run_dir)), to_dict(resolve(cfg))
+    for d in (old, new):
+        d["train"].pop("workers"), d["train"].pop("progress")
+    if old != new:
+        diff = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        raise ValueError(
+            f"{run_dir} holds a fine-tuning run of another config (differs in {diff}); remove it"
+        )
+
+
 def run_finetune(
     cfg: FinetuneRecipe,
     run_dir: str | Path,
@@ -141,6 +160,7 @@ def run_finetune(
     if workers is not None:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, workers=workers))
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=progress))
+    _check_same_run(cfg, Path(run_dir))
     done = list_checkpoints(run_dir)
     if not done or done[-1][0] < cfg.train.steps:  # a finished run is only tested again
         log.info("fine-tuning %s on %s:%s for %d steps", cfg.init or "random init", cfg.data.manifest,

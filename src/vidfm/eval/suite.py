@@ -396,7 +396,11 @@ def _cache_key(ckpt: Checkpoint, task: Task, manifest: Path, cfg: SuiteConfig) -
     elif task.kind == "attentive":
         settings.update(dataclasses.asdict(cfg.attentive))
     elif task.kind == "finetune":
-        settings.update(variant=cfg.finetune_variant, overrides=list(cfg.finetune_overrides))
+        from vidfm.config import to_dict
+        from vidfm.recipes import get_recipe
+
+        recipe = get_recipe(f"finetune:{cfg.finetune_variant}" if cfg.finetune_variant else "finetune")
+        settings.update(recipe=to_dict(recipe), overrides=list(cfg.finetune_overrides))
     return {
         "run": str(ckpt.run.resolve()) if ckpt.run else None,
         "checkpoint": latest.name if latest else None,

@@ -21,9 +21,18 @@ class Attention(nn.Module):
             k bias (official VideoMAE ``modeling_pretrain.py``: ``qkv_bias = cat(q_bias, zeros, v_bias)``,
             BEiT's convention — a k bias cancels in softmax anyway); ``"none"`` no bias.
         proj_bias: bias on the output projection.
+        softcap: tanh soft-capping of the logits, ``c·tanh(logits/c)`` before the softmax (VideoPrism, official
+            ``videoprism/layers.py``: ``atten_logit_cap=50``); None = plain attention through SDPA.
     """
 
-    def __init__(self, dim: int, num_heads: int, qkv_bias: QkvBias = "fused", proj_bias: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        qkv_bias: QkvBias = "fused",
+        proj_bias: bool = True,
+        softcap: float | None = None,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
@@ -38,6 +47,7 @@ class Attention(nn.Module):
         else:
             self.q_bias = self.v_bias = None
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
+        self.softcap = softcap
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B,N,D] -> q, k, v each [B,heads,N,head_dim]."""
@@ -52,5 +62,10 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B,N,D] -> [B,N,D]."""
         q, k, v = self.qkv_heads(x)
-        out = F.scaled_dot_product_attention(q, k, v)  # [B,h,N,hd]
+        if self.softcap is None:
+            out = F.scaled_dot_product_attention(q, k, v)  # [B,h,N,hd]
+        else:  # SDPA has no hook on the logits: the capped form is computed explicitly, softmax in fp32
+            logits = (q @ k.transpose(-2, -1)) * self.head_dim**-0.5  # [B,h,N,N]
+            logits = self.softcap * torch.tanh(logits / self.softcap)
+            out = logits.float().softmax(-1).to(q.dtype) @ v
         return self.proj(out.transpose(1, 2).flatten(2))

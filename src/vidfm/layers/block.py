@@ -75,6 +75,7 @@ class Block(nn.Module):
         drop_path: stochastic-depth probability of this block.
         layer_scale: initial LayerScale value, or None for none.
         act: MLP activation class (GELU; QuickGELU for OpenAI CLIP weights).
+        attn_softcap: attention logit soft-cap (see :class:`Attention`), None for none.
     """
 
     def __init__(
@@ -88,10 +89,11 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         layer_scale: float | None = None,
         act: type[nn.Module] = nn.GELU,
+        attn_softcap: float | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = make_norm(norm, dim, norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias, softcap=attn_softcap)
         self.norm2 = make_norm(norm, dim, norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()

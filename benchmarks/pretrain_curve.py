@@ -103,14 +103,21 @@ def main() -> None:
                             r.linear,
                         )
                     )
-            print(f"{name}: step {step} probed", flush=True)
+                    print(
+                        "| " + " | ".join(_cells(rows[-1])) + " |", flush=True
+                    )  # partial results survive a kill
         loss = [ln for ln in (run_dir / "metrics.jsonl").read_text().splitlines() if '"loss"' in ln]
         print(f"{name}: first/last logged loss {loss[0][:80]} ... {loss[-1][:80]}", flush=True)
 
     print("\n| variant | pool | step | pre-train min | lr | label | linear top-1 |")
     print("|---|---|---|---|---|---|---|")
-    for name, pool, step, minutes, lr, label, acc in rows:
-        print(f"| {name} | {pool} | {step} | {minutes:.1f} | {lr} | {label} | {acc:.3f} |")
+    for row in rows:
+        print("| " + " | ".join(_cells(row)) + " |")
+
+
+def _cells(row: tuple) -> list[str]:
+    name, pool, step, minutes, lr, label, acc = row
+    return [name, pool, str(step), f"{minutes:.1f}", lr, label, f"{acc:.3f}"]
 
 
 if __name__ == "__main__":

@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.convert.clip import from_hf_clip, from_openai_clip
-from vidfm.teachers.clip import CLIPTeacher, CLIPVisionTower, load_clip_teacher
+from vidfm.teachers.clip import (
+    CLIPTeacher,
+    CLIPVisionConfig,
+    CLIPVisionTower,
+    clip_encoder_config,
+    load_clip_teacher,
+)
 
 transformers = pytest.importorskip("transformers")
 
@@ -134,3 +140,34 @@ def test_load_from_files_and_frozen(tmp_path) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="not an OpenAI CLIP"):
         torch.save({"a": torch.zeros(1)}, tmp_path / "bad.pth")
         load_clip_teacher(tmp_path / "bad.pth")
+
+
+def test_class_attention_builds_no_attention_map() -> None:
+    """Every op's output during the teacher's forward is recorded: no [..., L, L] map (L = 1 + patches) in
+    any layer, and the importance is one softmax over one query row per head."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Shapes(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.seen: list[tuple[str, tuple[int, ...]]] = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN204
+            out = func(*args, **(kwargs or {}))
+            for o in out if isinstance(out, (tuple, list)) else (out,):
+                if isinstance(o, torch.Tensor):
+                    self.seen.append((str(func), tuple(o.shape)))
+            return out
+
+    torch.manual_seed(0)
+    tower = CLIPVisionTower(
+        CLIPVisionConfig(clip_encoder_config("T/8", img_size=40, width=32, depth=3, heads=2), embed_dim=16)
+    )
+    teacher = CLIPTeacher(tower, layers=(-2, -1))
+    length = 1 + 25  # class token + a 5×5 grid
+    with torch.no_grad(), Shapes() as mode:
+        out = teacher.encode(torch.randn(2, 3, 3, 40, 40))  # 6 frames
+    assert out.attention.shape == (2, 3, 25) and len(mode.seen) > 50
+    assert not [s for _, s in mode.seen if len(s) >= 2 and s[-2:] == (length, length)]
+    softmaxes = [s for f, s in mode.seen if "softmax" in f]
+    assert softmaxes == [(6, 2, 1, length)]

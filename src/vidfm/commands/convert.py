@@ -4,6 +4,7 @@ Examples::
 
     vidfm convert MCG-NJU-videomae-base/ out/videomae_b --from hf                 # HF folder -> vidfm
     vidfm convert checkpoint.pth out/videomae_b --from official --num-frames 16   # official .pth -> vidfm
+    vidfm convert videoprism-base-f16r288/ out/videoprism_b --from hf            # HF VideoPrism vision -> vidfm
     vidfm convert runs/videomae/ out/hf --from vidfm --to hf                      # run (latest step) -> HF
 """
 
@@ -17,7 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "convert",
         help="convert checkpoints between HF transformers, official VideoMAE and vidfm",
-        description="Convert a VideoMAE-family checkpoint. vidfm output: OUT/model.safetensors + "
+        description="Convert a VideoMAE-family checkpoint or an HF VideoPrism vision model (to vidfm only). "
+        "vidfm output: OUT/model.safetensors + "
         "OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF output: save_pretrained.",
     )
     p.add_argument("src", help="HF folder, official .pth, vidfm run/folder/safetensors file")

@@ -1,4 +1,5 @@
-"""Checkpoint conversion (HF transformers and official VideoMAE layouts <-> vidfm) and loading.
+"""Checkpoint conversion (HF transformers VideoMAE and VideoPrism, official VideoMAE layouts <-> vidfm) and
+loading.
 
 A vidfm checkpoint is ``model.safetensors`` (``encoder.*``, ``decoder.*``) beside a ``config.yaml`` that
 holds the encoder (and decoder) config: either the folder ``vidfm convert`` writes (config = a
@@ -19,6 +20,7 @@ import yaml
 
 from vidfm.config import config_from_dict, save_config, to_dict
 from vidfm.convert.hf_videomae import from_hf_videomae, hf_mask_to_indices, to_hf_videomae
+from vidfm.convert.hf_videoprism import from_hf_videoprism, is_hf_videoprism
 from vidfm.convert.official_videomae import from_official_videomae, load_official_state_dict
 from vidfm.convert.videomae import Converted, StateDict, build_models, split_state_dict
 from vidfm.io import load_tensors, save_tensors
@@ -142,6 +144,8 @@ def read_checkpoint(path: str | Path, fmt: str = "auto", **official: Any) -> Con
     keyword arguments of :func:`from_official_videomae` (heads, num_frames, img_size, decoder_heads)."""
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "hf":
+        if is_hf_videoprism(path):
+            return from_hf_videoprism(path)
         return Converted(*from_hf_videomae(path), {})
     if fmt == "official":
         return from_official_videomae(path, **official)
@@ -151,7 +155,8 @@ def read_checkpoint(path: str | Path, fmt: str = "auto", **official: Any) -> Con
 
 
 def load_encoder(path: str | Path, fmt: str = "auto", **official: Any) -> VideoEncoder:
-    """A ready :class:`VideoEncoder` (eval mode) from a vidfm run/folder/safetensors file, an HF folder or an
+    """A ready :class:`VideoEncoder` (eval mode) from a vidfm run/folder/safetensors file, an HF (VideoMAE or
+    VideoPrism vision) folder or an
     official VideoMAE ``.pth``, detected automatically (see :func:`read_checkpoint`)."""
     conv = read_checkpoint(path, fmt, **official)
     return build_models(conv.encoder, None, conv.state_dict)[0]
@@ -163,6 +168,7 @@ __all__ = [
     "build_models",
     "detect_format",
     "from_hf_videomae",
+    "from_hf_videoprism",
     "from_official_videomae",
     "hf_mask_to_indices",
     "load_encoder",

@@ -4,8 +4,20 @@ video [B,C,T,H,W] -> tubelet tokens [B,N,D] (N = T/t·H/p·W/p, (t,h,w) row-majo
 -> keep the visible tokens (if given) -> [cls] + tokens -> blocks (joint space-time attention) -> final norm.
 
 Variants are configuration, not copies: position embedding (1-D sincos as VideoMAE, 3-D sincos as MVD/UMT,
-learned), class token, qkv-bias mode, LayerNorm/RMSNorm, drop path, LayerScale. The block stack is built by
-:meth:`VideoEncoder.run_blocks`, the one place a factorized (spatial then temporal) stack plugs in.
+learned), class token, qkv-bias mode, LayerNorm/RMSNorm, drop path, LayerScale, attention logit soft-cap.
+The block stack is run by :meth:`VideoEncoder.run_blocks`, where the factorized mode plugs in.
+
+Factorized space-time (``space_time="factorized"``; VideoPrism, Zhao et al. ICML 2024 §3.1, the ViViT
+"factorized encoder" without ViViT's pooling between the stages; official ``videoprism/encoders.py``
+``FactorizedEncoder``): the first ``depth`` blocks attend within each frame ([B·T', H'W', D]), a norm, a learned
+temporal table is added, and the next ``temporal_depth`` blocks attend along time at each spatial position
+([B·H'W', T', D]); the output keeps all T'·H'·W' tokens in (t, h, w) order. Position tables are learned and
+separate: spatial [H'W', D] (added to every frame) and temporal [T', D], each interpolated for other sizes.
+
+Masked input in factorized mode: the visible set must be a tube, the same spatial positions in every frame
+(:func:`vidfm.masking.tube_mask`). Then the spatial stage runs on [B·T', k, D] (k visible positions per frame)
+and the temporal stage on [B·k, T', D], exactly the factorized encoder applied to the visible tokens, with no
+padding. Other visible sets (random or per-frame masks) leave positions with missing frames and are refused.
 """
 
 from __future__ import annotations
@@ -48,13 +60,19 @@ class EncoderConfig:
     """Encoder hyper-parameters.
 
     size: ``"T/16"``, ``"S/16"``, ``"B/16"``, ``"L/16"`` … (width, depth, heads, patch).
-    depth, width, heads, mlp_ratio: override the size's values when set (tiny test and demo models).
+    depth, width, heads, mlp_ratio: override the size's values when set (tiny test and demo models); in
+        factorized mode ``depth`` counts the spatial blocks only.
     tubelet: frames per token (2 in VideoMAE/MVD, 1 in UMT so each token belongs to one frame).
     num_frames, img_size: the clip the position embedding is built for; other sizes are interpolated.
     pos_embed: ``"sincos_1d"`` (VideoMAE), ``"sincos_3d"`` (MVD/UMT), ``"learned"``.
     cls_token: prepend a class token (InternVideo2, image ViTs); VideoMAE/UMT use none.
     qkv_bias: ``"qv"`` (VideoMAE), ``"fused"``, ``"none"``.
     final_norm: apply the last norm to the output tokens (HF VideoMAEModel with mean pooling has none).
+    attn_softcap: tanh soft-cap of the attention logits (VideoPrism: 50), None for none.
+    space_time: ``"joint"`` (one stack over all tokens) or ``"factorized"`` (VideoPrism; see the module
+        docstring): ``depth`` spatial blocks then ``temporal_depth`` temporal blocks; needs ``pos_embed="learned"``
+        and no class token.
+    temporal_depth: blocks of the temporal stage (VideoPrism-B and -g: 4); unused in joint mode.
     """
 
     size: str = "T/16"
@@ -74,6 +92,9 @@ class EncoderConfig:
     drop_path: float = 0.0
     layer_scale: float | None = None
     final_norm: bool = True
+    attn_softcap: float | None = None
+    space_time: Literal["joint", "factorized"] = "joint"
+    temporal_depth: int = 4
 
     def dims(self) -> tuple[int, int, int, float, int]:
         width, depth, heads, mlp, patch = decode_size(self.size)
@@ -122,11 +143,28 @@ class VideoEncoder(nn.Module):
         super().__init__()
         self.cfg = cfg
         width, depth, heads, mlp_ratio, patch = cfg.dims()
+        self.factorized = cfg.space_time == "factorized"
+        if cfg.space_time not in ("joint", "factorized"):
+            raise ValueError(f"unknown space_time {cfg.space_time!r}; use 'joint' or 'factorized'")
+        self.spatial_depth = depth  # blocks before the temporal stage (all of them in joint mode)
+        if self.factorized:
+            if cfg.pos_embed != "learned" or cfg.cls_token:
+                raise ValueError("the factorized encoder takes pos_embed='learned' and no class token")
+            if cfg.temporal_depth < 1:
+                raise ValueError(f"temporal_depth must be >= 1 in factorized mode, got {cfg.temporal_depth}")
+            depth += cfg.temporal_depth  # one block list: spatial blocks 0..depth-1, then the temporal ones
         self.width, self.depth, self.patch = width, depth, patch
         self.patch_embed = PatchEmbed3D(cfg.in_chans, width, patch, cfg.tubelet)
         self.grid = cfg.grid()
         n = math.prod(self.grid)
-        if cfg.pos_embed == "learned":
+        self.temporal_pos = None
+        if self.factorized:
+            t, h, w = self.grid
+            self.pos_embed = nn.Parameter(torch.zeros(1, h * w, width))  # spatial table, every frame
+            self.temporal_pos = nn.Parameter(torch.zeros(1, t, width))
+            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            nn.init.trunc_normal_(self.temporal_pos, std=0.02)
+        elif cfg.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, width))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
         elif cfg.pos_embed in ("sincos_1d", "sincos_3d"):
@@ -153,9 +191,13 @@ class VideoEncoder(nn.Module):
                 cfg.norm_eps,
                 drop_path=rates[i],
                 layer_scale=cfg.layer_scale,
+                attn_softcap=cfg.attn_softcap,
             )
             for i in range(depth)
         )
+        # Factorized: the norm between the stages (official ``FactorizedEncoder``'s spatial encoder ends with
+        # its own LayerNorm; HF ``VideoPrismVisionModel.layernorm1``).
+        self.spatial_norm = make_norm(cfg.norm, width, cfg.norm_eps) if self.factorized else None
         self.norm = make_norm(cfg.norm, width, cfg.norm_eps) if cfg.final_norm else nn.Identity()
         self.apply(_init_weights)
 
@@ -165,29 +207,86 @@ class VideoEncoder(nn.Module):
         return sincos_3d(grid, self.width)
 
     def position_embedding(self, grid: tuple[int, int, int]) -> torch.Tensor:
-        """[1, T'·H'·W', D] for a token grid, interpolated (learned) or recomputed (sincos) if it differs."""
+        """[1, T'·H'·W', D] for a token grid, interpolated (learned) or recomputed (sincos) if it differs.
+
+        Factorized mode: the spatial table repeated over the T' frames (time enters after the spatial stage,
+        :meth:`temporal_embedding`)."""
+        if self.factorized:
+            t, h, w = grid
+            table = interpolate_grid(self.pos_embed[0], (1, *self.grid[1:]), (1, h, w))  # [H'W',D]
+            return table.repeat(t, 1)[None]
         if tuple(grid) == tuple(self.grid):
             return self.pos_embed
         if self.cfg.pos_embed == "learned":
             return interpolate_grid(self.pos_embed[0], self.grid, grid)[None]
         return self._sincos(grid)[None].to(self.pos_embed)
 
+    def temporal_embedding(self, frames: int) -> torch.Tensor:
+        """Factorized mode: the temporal table [1, T', D], linearly interpolated when T' differs."""
+        if self.temporal_pos is None:
+            raise ValueError("a joint space-time encoder has no temporal table")
+        return interpolate_grid(self.temporal_pos[0], (self.grid[0], 1, 1), (frames, 1, 1))[None]
+
     def no_weight_decay(self) -> set[str]:
-        return {"pos_embed", "cls_token", "cls_pos"}
+        return {"pos_embed", "cls_token", "cls_pos", "temporal_pos"}
 
     def embed(self, video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
         """video [B,C,T,H,W] -> tokens with position embedding [B,N,D], grid."""
         x, grid = self.patch_embed(video)
         return x + self.position_embedding(grid).to(x.dtype), grid
 
-    def run_blocks(self, x: torch.Tensor, keep: set[int]) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        """Blocks over x [B,(1+)N,D]; returns the output and {i: output of block i} for i in keep."""
+    def run_blocks(
+        self, x: torch.Tensor, keep: set[int], frames: int | None = None
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Blocks over x [B,(1+)N,D]; returns the output and {i: output of block i} for i in keep.
+
+        ``frames`` (factorized mode only): T'; x [B, T'·k, D] holds k tokens per frame, frame-major, at the same
+        spatial positions in every frame. Outputs (and ``hidden``) are always [B, T'·k, D] in that order.
+        """
+        if frames is None:
+            hidden = {}
+            for i, block in enumerate(self.blocks):
+                x = block(x)
+                if i in keep:
+                    hidden[i] = x
+            return x, hidden
+        b, n, d = x.shape
+        t, k = frames, n // frames
+        x = x.reshape(b * t, k, d)  # spatial stage: [B·T', k, D], attention within each frame
         hidden = {}
         for i, block in enumerate(self.blocks):
+            if i == self.spatial_depth:  # -> temporal stage: [B·k, T', D], attention along time
+                x = self.spatial_norm(x).view(b, t, k, d).transpose(1, 2).reshape(b * k, t, d)
+                x = x + self.temporal_embedding(t).to(x.dtype)
             x = block(x)
             if i in keep:
-                hidden[i] = x
-        return x, hidden
+                hidden[i] = self._frame_major(x, b, t, temporal=i >= self.spatial_depth)
+        return self._frame_major(x, b, t, temporal=True), hidden
+
+    @staticmethod
+    def _frame_major(x: torch.Tensor, b: int, t: int, temporal: bool) -> torch.Tensor:
+        """[B·T',k,D] (spatial stage) or [B·k,T',D] (temporal stage) -> [B,T'·k,D] in (t, position) order."""
+        d = x.shape[-1]
+        if not temporal:
+            return x.reshape(b, -1, d)
+        return x.view(b, -1, t, d).transpose(1, 2).reshape(b, -1, d)
+
+    def check_tube(self, visible: torch.Tensor, grid: tuple[int, int, int]) -> None:
+        """Factorized mode: raise unless visible [B,K] (sorted) keeps the same positions in every frame."""
+        t, h, w = grid
+        b, k = visible.shape
+        if k % t:
+            raise ValueError(f"{k} visible tokens do not split evenly over {t} frames (factorized mode)")
+        per_frame = visible.view(b, t, k // t) - torch.arange(t, device=visible.device)[None, :, None] * (
+            h * w
+        )
+        # One device sync per masked forward: cheap next to the blocks, and a wrong grouping would be silent.
+        if not bool(((per_frame == per_frame[:, :1]) & (per_frame >= 0) & (per_frame < h * w)).all()):
+            raise ValueError(
+                "the factorized encoder needs tube-shaped visible tokens (the same spatial positions in "
+                "every frame, sorted, as vidfm.masking.tube_mask gives); random or per-frame masks are not "
+                "supported"
+            )
 
     def forward(
         self,
@@ -200,7 +299,8 @@ class VideoEncoder(nn.Module):
         Args:
             video: float [B,C,T,H,W], normalised.
             visible: optional long [B,K] indices of the tokens to encode (the same K for every sample, from a
-                mask generator); masked tokens are dropped before the first block (MAE-style).
+                mask generator); masked tokens are dropped before the first block (MAE-style). Factorized
+                mode takes tube-shaped sets only (see the module docstring).
             return_layers: block indices (negative counts from the end) whose outputs go to ``hidden``.
         """
         x, grid = self.embed(video)
@@ -212,7 +312,12 @@ class VideoEncoder(nn.Module):
             x = torch.cat([cls.expand(x.shape[0], -1, -1).to(x.dtype), x], dim=1)
             n_special = 1
         keep = {i % self.depth for i in return_layers}
-        x, hidden = self.run_blocks(x, keep)
+        if self.factorized:
+            if visible is not None:
+                self.check_tube(visible, grid)
+            x, hidden = self.run_blocks(x, keep, frames=grid[0])
+        else:  # subclasses (the CLIP tower) override run_blocks(x, keep) for joint stacks
+            x, hidden = self.run_blocks(x, keep)
         x = self.norm(x)
         return EncoderOutput(
             tokens=x[:, n_special:],

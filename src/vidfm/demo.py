@@ -20,7 +20,9 @@ from vidfm.utils import default_device, log
 @dataclasses.dataclass
 class DemoConfig:
     """out: report and run folder. clips: digits-motion size. steps: pre-training steps (None = recipe's).
-    pool: clip feature for the probes (see :func:`vidfm.eval.features.pool_tokens`)."""
+    pool: clip feature for the probes (see :func:`vidfm.eval.features.pool_tokens`).
+    language: also run the language route (``clip_image`` -> UMT stage 1 -> stage 2 when the budget allows,
+    :mod:`vidfm.demo_language`) within ``language_budget_s``; language_steps overrides its stages' steps."""
 
     out: str = "vidfm-demo"
     clips: int = 2000
@@ -28,6 +30,9 @@ class DemoConfig:
     seed: int = 0
     pool: str = "mean"
     workers: int = 1
+    language: bool = True
+    language_budget_s: float = 300.0
+    language_steps: int | None = None
 
 
 def probe_rows(
@@ -90,12 +95,29 @@ def run_demo(demo: DemoConfig) -> str:
     rows = probe_rows("trivial baseline (colour histogram + frame differences)", None, cfg, manifest, demo)
     rows += probe_rows("random init", random_encoder, cfg, manifest, demo)
     rows += probe_rows("VideoMAE pre-trained", task.encoder, cfg, manifest, demo)
+    curves = {"VideoMAE": run_dir / "metrics.jsonl"}
+    notes: list[str] = []
+    if demo.language:
+        from vidfm.demo_language import language_rows
+
+        lang_rows, notes = language_rows(
+            manifest, out, demo, budget_s=demo.language_budget_s, steps=demo.language_steps
+        )
+        rows += lang_rows
+        stages = {"clip_image teacher": "clip", "UMT stage 1": "umt", "UMT stage 2": "umt2"}
+        curves.update({name: out / folder / "metrics.jsonl" for name, folder in stages.items()})
     header = ["encoder", "label", "linear top-1", "kNN top-1"]
     table = save_table(header, rows, report / "results.md", report / "results.csv")
-    plot_loss_curves({"VideoMAE": run_dir / "metrics.jsonl"}, report / "loss.png")
+    if notes:
+        with open(report / "results.md", "a") as f:
+            f.write("\n" + "".join(f"- {line}\n" for line in notes))
+    curves = {name: path for name, path in curves.items() if path.exists()}
+    plot_loss_curves(curves, report / "loss.png")
     save_reconstruction(task, cfg, manifest, report / "reconstruction.png", demo.seed, device)
     elapsed = time.perf_counter() - start
-    (report / "summary.json").write_text(json.dumps({"seconds": elapsed, "steps": train.steps}, indent=2))
+    summary = {"seconds": elapsed, "steps": train.steps, "notes": notes}
+    (report / "summary.json").write_text(json.dumps(summary, indent=2))
+    table += "".join(f"\n- {line}" for line in notes)
     return table + f"\n\n(chance: digit 0.100, motion 0.125; {elapsed / 60:.1f} min; report in {report})"
 
 

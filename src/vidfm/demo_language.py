@@ -34,7 +34,12 @@ def _train(cfg: Any, run_dir: Path) -> float:
 
 
 def language_rows(
-    manifest: Path, out: Path, demo: Any, budget_s: float = 300.0, stage2_steps: int = 60
+    manifest: Path,
+    out: Path,
+    demo: Any,
+    budget_s: float = 300.0,
+    stage2_steps: int = 60,
+    steps: int | None = None,
 ) -> tuple[list[list], list[str]]:
     """Train and probe the language route; returns table rows ``[name, label, linear, kNN]`` and note lines.
 
@@ -45,6 +50,7 @@ def language_rows(
         budget_s: seconds for the whole route. Stage 2 runs only when stage 1 with its probe left more than
             40% of it, and its probe row only when 15% is left after its training and retrieval.
         stage2_steps: stage-2 steps (the ``umt_stage2:tiny`` recipe has 120; the demo takes fewer).
+        steps: when given, every stage trains this many steps (quick runs and tests).
     """
     from vidfm.demo import probe_rows
     from vidfm.eval.retrieval import evaluate_retrieval
@@ -56,9 +62,12 @@ def language_rows(
     def left() -> float:
         return budget_s - (time.perf_counter() - start)
 
-    clip_cfg = _tiny("clip_image:tiny", manifest, demo)
+    short = [] if steps is None else [f"train.steps={steps}", f"train.warmup_steps={max(1, steps // 10)}"]
+    if steps is not None:
+        stage2_steps = steps
+    clip_cfg = _tiny("clip_image:tiny", manifest, demo, *short)
     notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {_train(clip_cfg, out / 'clip'):.0f} s")
-    umt_cfg = _tiny("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}")
+    umt_cfg = _tiny("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}", *short)
     notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {_train(umt_cfg, out / 'umt'):.0f} s")
     rows = probe_rows(
         "UMT stage 1 (clip_image teacher)", _encoder(umt_cfg, out / "umt", demo.seed), umt_cfg, manifest, demo

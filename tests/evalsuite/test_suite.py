@@ -174,3 +174,26 @@ def test_retrieval_end_to_end(digits, tmp_path, monkeypatch) -> None:
         png.unlink()
     assert main(args) == 0
     assert len(list(out.glob("retrieval_*.png"))) == 1
+
+
+def test_finetune_task(tiny_run, digits, tmp_path) -> None:
+    """``finetune:DATA:COLUMN`` in the table: the pre-trained and the random-init encoder are each tuned in
+    their own run folder (its loss in the report); the trivial baseline has nothing to tune."""
+    out = tmp_path / "ft"
+    fast = ["train.steps=2", "train.batch_size=4", "train.warmup_steps=0", "train.workers=0"]
+    args = ["eval", "--checkpoints", f"pre={tiny_run}", "random", "baseline"]
+    args += ["--tasks", f"finetune:{digits}:motion", "--out", str(out), "--workers", "0", "--no-progress"]
+    args += [a for s in fast for a in ("--finetune-set", s)]
+    assert main(args) == 0
+    with open(out / "results.csv") as f:
+        rows = {r[1]: r[3:] for r in csv.reader(f)}
+    assert rows["metric"] == ["pre", "random init", "trivial baseline"]
+    top1 = rows["fine-tune top-1"]
+    assert all(0.0 <= float(v) <= 1.0 for v in top1[:2]) and top1[2] == "n/a"
+    assert rows["fine-tune top-5"][2] == "—"
+    runs = sorted(p.name for p in (out / "finetune").iterdir())
+    assert runs == ["pre", "random_init"]
+    for name in runs:
+        (metrics,) = (out / "finetune" / name).glob("*/metrics.jsonl")
+        assert '"step": 2' in metrics.read_text()
+    assert (out / "finetune_loss.png").is_file() and "Fine-tuning loss" in (out / "report.md").read_text()

@@ -88,16 +88,26 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/umt_vs_videomae")
     p.add_argument("--clips", type=int, default=2000)
+    p.add_argument(
+        "--manifest", default=None, help="an existing digits-motion manifest (default: made in --out)"
+    )
     p.add_argument("--videomae-steps", type=int, default=600)
     p.add_argument("--umt-steps", type=int, default=300)
     p.add_argument("--teacher-steps", type=int, default=None, help="clip_image steps (default: the recipe's)")
     p.add_argument("--every", type=int, default=150, help="checkpoint (and probe) interval")
+    p.add_argument("--umt-every", type=int, default=None, help="the UMT run's interval (default: --every)")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: CPU time counts decoding)")
+    p.add_argument(
+        "--probe-workers",
+        type=int,
+        default=None,
+        help="decoding processes of the probes (default: --workers)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     setup_logging()
     out, device = Path(args.out), default_device()
-    manifest = out / "digits-motion" / "manifest.csv"
+    manifest = Path(args.manifest) if args.manifest else out / "digits-motion" / "manifest.csv"
     if not manifest.exists():
         make_digits_motion(manifest.parent, n=args.clips, seed=args.seed, workers=1)
     common = [f"data.manifest={manifest}", f"train.workers={args.workers}", "train.progress=false"]
@@ -109,26 +119,30 @@ def main() -> None:
         warm = min(cfg.train.warmup_steps, steps // 10)
         return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, steps=steps, warmup_steps=warm))
 
+    # The teacher and UMT first: their runs can seed a stage-2 run while VideoMAE trains.
     runs = {}
-    vmae = recipe("videomae:tiny", args.videomae_steps)
-    if not (out / "videomae" / "cost.json").exists():
-        train(vmae, out / "videomae")
     teacher_steps = args.teacher_steps or get_recipe("clip_image:tiny").train.steps
     teacher = recipe("clip_image:tiny", teacher_steps, "train.ckpt_every=0")
     if not (out / "clip" / "cost.json").exists():
         train(teacher, out / "clip")
     marks = json.loads((out / "clip" / "cost.json").read_text())
     teacher_cost = tuple(marks[max(marks, key=int)])
-    umt = recipe("umt:tiny", args.umt_steps, f"teacher.path={out / 'clip'}")
+    umt_every = args.umt_every or args.every
+    umt_extra = [f"teacher.path={out / 'clip'}", f"train.ckpt_every={umt_every}"]
+    umt = recipe("umt:tiny", args.umt_steps, *umt_extra, f"train.log_every={math.gcd(10, umt_every)}")
     if not (out / "umt" / "cost.json").exists():
         train(umt, out / "umt")
+    vmae = recipe("videomae:tiny", args.videomae_steps)
+    if not (out / "videomae" / "cost.json").exists():
+        train(vmae, out / "videomae")
     runs["VideoMAE"] = (vmae, out / "videomae", (0.0, 0.0))
     runs["UMT (teacher included)"] = (umt, out / "umt", teacher_cost)
     print(f"teacher (clip_image:tiny): {teacher_cost[0]:.0f} s wall, {teacher_cost[1]:.0f} s CPU", flush=True)
     print(markdown_table(HEADER, []), flush=True)
     rows = []
+    probe_workers = args.workers if args.probe_workers is None else args.probe_workers
     for name, (cfg, run_dir, extra) in runs.items():
-        rows += curve(name, cfg, run_dir, extra, device, args.workers)
+        rows += curve(name, cfg, run_dir, extra, device, probe_workers)
     table = markdown_table(HEADER, rows)
     (out / "results.md").write_text(table + "\n")
     print(f"\n{table}\n\ndevice: {device}; chance: digit 0.100, motion 0.125")

@@ -110,12 +110,16 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/lavit_detokenizer"))
     p.add_argument("--manifest", type=Path, default=None, help="an existing digits-motion manifest")
     p.add_argument("--n", type=int, default=1500, help="digits-motion clips to generate")
+    p.add_argument("--cache", type=Path, default=None, help="clip cache (default OUT/cache_digits)")
+    p.add_argument("--motion-run", type=Path, default=None,
+                   help="an existing motion_vq:tiny run on the same manifest (e.g. the tokenizer benchmark's "
+                        "digits_k256) instead of training one")  # fmt: skip
     p.add_argument("--motion-steps", type=int, default=600)
     p.add_argument("--keyframe-steps", type=int, default=400)
     p.add_argument("--detok-steps", type=int, default=2000)
     p.add_argument("--clips", type=int, default=48, help="test clips evaluated")
     p.add_argument("--sample-steps", type=int, default=12, help="Heun steps of the sampler")
-    p.add_argument("--strip", type=Path, default=Path("docs/lavit_detokenizer_strip.png"))
+    p.add_argument("--strip", type=Path, default=Path("docs/img/lavit_detokenizer_strip.png"))
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -126,10 +130,14 @@ def main() -> None:
     manifest = args.manifest or args.out / "digits-motion" / "manifest.csv"
     if not manifest.is_file():
         manifest = make_digits_motion(manifest.parent, n=args.n, seed=0)
-    runs = {"motion": stage("motion", "tiny", manifest, args.out, args.motion_steps)}
-    runs["keyframe"] = stage("keyframe", "keyframe-tiny", manifest, args.out, args.keyframe_steps)
+    cache = (f"data.cache_dir={args.cache or args.out / 'cache_digits'}",)
+    if args.motion_run is not None:
+        runs = {"motion": args.motion_run}
+    else:
+        runs = {"motion": stage("motion", "tiny", manifest, args.out, args.motion_steps, cache)}
+    runs["keyframe"] = stage("keyframe", "keyframe-tiny", manifest, args.out, args.keyframe_steps, cache)
     runs["detokenizer"] = stage("detokenizer", "detokenizer-tiny", manifest, args.out, args.detok_steps,
-                                (f"motion_run={runs['motion']}",))  # fmt: skip
+                                (*cache, f"motion_run={runs['motion']}"))  # fmt: skip
     t0 = time.perf_counter()
     table, extra = evaluate(runs, manifest, args.clips, args.sample_steps, seed=0)
     rows = []

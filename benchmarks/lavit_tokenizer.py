@@ -34,14 +34,15 @@ import torch
 SURV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "surv_fight"
 
 
-def digits_config(manifest: Path, codes: int, steps: int):
+def digits_config(manifest: Path, codes: int, steps: int, cache: Path | None = None):
     from vidfm.config import apply_overrides
     from vidfm.recipes.motion_vq import config
 
     return apply_overrides(
         config("tiny"),
         [f"data.manifest={manifest}", f"motion.quantizer.num_codes={codes}", f"train.steps={steps}",
-         "train.progress=false", f"train.warmup_steps={steps // 20}"],
+         "train.progress=false", f"train.warmup_steps={steps // 20}",
+         *([f"data.cache_dir={cache}"] if cache else [])],
     )  # fmt: skip
 
 
@@ -58,7 +59,7 @@ def surv_config(codes: int, steps: int, cache: Path, batch: int):
     data = dataclasses.replace(cfg.data, manifest=str(SURV / "manifest.csv"), clips=clips, grid=(8, 16),
                                cache_dir=str(cache))  # fmt: skip
     train = dataclasses.replace(
-        cfg.train, steps=steps, batch_size=16, warmup_steps=steps // 20, progress=False
+        cfg.train, steps=steps, batch_size=batch, warmup_steps=steps // 20, progress=False
     )
     return dataclasses.replace(cfg, data=data, motion=motion, train=train)
 
@@ -145,7 +146,8 @@ def main() -> None:
     p.add_argument("--out", type=Path, default=Path("runs/lavit_tokenizer"))
     p.add_argument("--sizes", type=int, nargs="+", default=[16, 64, 256, 1024])
     p.add_argument("--surv-sizes", type=int, nargs="+", default=[64, 256, 1024])
-    p.add_argument("--clips", type=int, default=1500, help="digits-motion clips")
+    p.add_argument("--manifest", type=Path, default=None, help="an existing digits-motion manifest")
+    p.add_argument("--clips", type=int, default=1500, help="digits-motion clips to generate")
     p.add_argument("--steps", type=int, default=300, help="digits training steps per size")
     p.add_argument("--surv-steps", type=int, default=150, help="surv_fight training steps per size")
     p.add_argument("--surv-batch", type=int, default=8)
@@ -162,10 +164,11 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows, rates = [], []
     if "digits" in args.parts:
-        manifest = args.out / "digits-motion" / "manifest.csv"
+        manifest = args.manifest or args.out / "digits-motion" / "manifest.csv"
         if not manifest.is_file():
             manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0)
-        rows += sweep("digits", lambda k: digits_config(manifest, k, args.steps), args.sizes, args.out)
+        cache = args.out / "cache_digits"
+        rows += sweep("digits", lambda k: digits_config(manifest, k, args.steps, cache), args.sizes, args.out)
     if "surv" in args.parts and SURV.is_dir():
         cache = args.out / "cache_surv"
         make = lambda k: surv_config(k, args.surv_steps, cache, args.surv_batch)  # noqa: E731

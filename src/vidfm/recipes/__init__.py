@@ -19,6 +19,8 @@ RECIPES: dict[str, str] = {
     "clip_image": "vidfm.recipes.clip_image",
     "umt": "vidfm.recipes.umt",
     "umt_stage2": "vidfm.recipes.umt_stage2",
+    "videoprism_stage1": "vidfm.recipes.videoprism",
+    "videoprism_stage2": "vidfm.recipes.videoprism_stage2",
 }
 
 

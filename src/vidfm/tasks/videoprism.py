@@ -1,0 +1,258 @@
+"""VideoPrism (Zhao et al., ICML 2024; ``../shared/PAPERS.md`` §3): two training stages of a factorized encoder.
+
+Stage 1 (§3.2 "video-text contrastive training"): the factorized :class:`~vidfm.models.encoder.VideoEncoder`
+on the whole clip, its tokens pooled by a multi-head attention pooler (MAP; official ``videoprism/layers.py``
+``AttenTokenPoolingLayer``: one learned query, per-dimension query scale, output LayerNorm), projected into
+the text space; symmetric InfoNCE against the caption embeddings, gathered across ranks (vidfm's VTC,
+:func:`vidfm.objectives.contrastive.vtc_loss`).
+
+Stage 2 (§3.2 "masked video modeling"): a student initialised from stage 1 sees a tube-masked clip; its
+output tokens are **shuffled** (one random permutation per clip) before an MAE-style decoder, which adds the
+position embeddings of the visible positions to the shuffled sequence, appends mask tokens at the masked
+positions and predicts the frozen stage-1 teacher's output token of **every** position (token-wise
+distillation: the decoder cannot copy a visible token into its own slot, it has to solve the jigsaw). A
+MAP head on the student's visible tokens predicts the teacher's global video embedding of the full clip
+(global distillation), which keeps stage 1's appearance semantics. ``loss = w_token·L_token +
+w_global·L_global``; ``shuffle=False`` and ``global_weight=0`` are the paper's ablations (a part with weight
+0 builds no module and never runs).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vidfm.data.transforms import AugmentConfig, VideoAugment
+from vidfm.layers.pooling import AttentionPool
+from vidfm.masking import MaskConfig, make_mask
+from vidfm.models.decoder import DecoderConfig, MaskedDecoder
+from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
+from vidfm.models.text import TextEncoderConfig
+from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
+from vidfm.objectives.distill import FeatureLoss, feature_loss
+from vidfm.tasks.clip_image import captions_of, video_ids
+from vidfm.tasks.mae_image import decoder_sincos_3d
+from vidfm.teachers.base import Teacher, TeacherOutput
+
+
+class VideoHead(nn.Module):
+    """Tokens [B,N,D] -> video embedding [B,E]: the VideoPrism MAP pooler, then a linear projection.
+
+    The pooler is :class:`~vidfm.layers.pooling.AttentionPool` in its VideoPrism form (one query, per-dimension
+    scale, output LayerNorm, no MLP). The projection maps the video width to the text space (official
+    VideoPrism's towers share one width and have none; vidfm's text tower is MiniLM).
+
+    Args:
+        width: token width D. heads: pooler heads. embed_dim: E.
+    """
+
+    def __init__(self, width: int, heads: int, embed_dim: int) -> None:
+        super().__init__()
+        self.pool = AttentionPool(width, heads, 1, mlp_ratio=None, out_norm=True, per_dim_scale=True)
+        self.proj = nn.Linear(width, embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(tokens)[:, 0])
+
+
+class VideoPrismStage1Task(nn.Module):
+    """Factorized encoder + MAP video head + text encoder and projection + temperature.
+
+    Args:
+        encoder: the encoder config (``space_time="factorized"`` for VideoPrism; joint works too).
+        augment: crop/normalise config.
+        text: the text encoder (MiniLM by default) and whether it trains.
+        embed_dim: width of the shared video-text space.
+        pool_heads: heads of the MAP pooler (None = the encoder's).
+        temperature: initial τ of the contrastive loss (learnable, clamped to [0.001, 0.5]).
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderConfig,
+        augment: AugmentConfig,
+        text: TextEncoderConfig,
+        embed_dim: int = 512,
+        pool_heads: int | None = None,
+        temperature: float = 0.07,
+    ) -> None:
+        super().__init__()
+        self.encoder = VideoEncoder(encoder)
+        self.augment = VideoAugment(augment)
+        self.video_head = VideoHead(self.encoder.width, pool_heads or encoder.dims()[2], embed_dim)
+        self.text_encoder, self.tokenizer = text.build()
+        self.text_proj = nn.Linear(self.text_encoder.width, embed_dim)
+        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        self.text_frozen = not text.trainable
+        if self.text_frozen:  # frozen like a teacher: not optimised, not saved, eval mode
+            self.frozen_prefixes = ("text_encoder",)
+
+    def no_weight_decay(self) -> set[str]:
+        return {"temp"}
+
+    def embed_text(self, captions: list[str], device: torch.device) -> torch.Tensor:
+        """Captions -> projected text embeddings [B,E] (not normalised)."""
+        batch = self.tokenizer(captions, device=device)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.text_frozen):
+            pooled = self.text_encoder(batch["ids"], batch["mask"]).pooled
+        return self.text_proj(pooled)
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        clamp_temperature_(self.temp)
+        captions = captions_of(batch)
+        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        v_emb = self.video_head(self.encoder(video).tokens)  # [B,E] MAP over all T'·H'·W' tokens
+        t_emb = self.embed_text(captions, video.device)
+        loss = vtc_loss(v_emb, t_emb, self.temp, video_ids(batch, video.device))
+        return {"loss": loss, "loss_vtc": loss.detach(), "temp": self.temp.detach()}
+
+
+class VideoPrismTeacher(Teacher):
+    """A frozen stage-1 model: output tokens (after the final norm) and the MAP video embedding of the clip.
+
+    Args:
+        encoder: the stage-1 encoder. head: its :class:`VideoHead`.
+        size, mean, std: the stage-1 input side and normalisation.
+    """
+
+    def __init__(
+        self,
+        encoder: VideoEncoder,
+        head: VideoHead,
+        size: int,
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+    ) -> None:
+        super().__init__(size, mean, std)
+        self.encoder, self.head = encoder, head
+        self.dim = encoder.width  # token width of the targets
+        self.embed_dim = head.embed_dim  # width of the global target
+        self.freeze()
+
+    def encode(self, video: torch.Tensor) -> TeacherOutput:
+        out = self.encoder(video)
+        return TeacherOutput(tokens=out.tokens, grid=out.grid, pooled=self.head(out.tokens))
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path) -> VideoPrismTeacher:
+        """The teacher of a ``videoprism_stage1`` run folder (its latest checkpoint)."""
+        encoder, head, cfg = load_stage1(run_dir)
+        return cls(encoder, head, cfg.augment.size, tuple(cfg.augment.mean), tuple(cfg.augment.std))
+
+
+def load_stage1(run_dir: str | Path):  # noqa: ANN201 - (VideoEncoder, VideoHead, the stage-1 recipe)
+    """Encoder and video head of a ``videoprism_stage1`` run, weights loaded, and the run's config."""
+    from vidfm.recipes import load_run_config
+    from vidfm.train.checkpoint import load_model_weights
+
+    cfg = load_run_config(run_dir)
+    if cfg.recipe != "videoprism_stage1":
+        raise ValueError(f"{run_dir} is a {cfg.recipe!r} run, not a videoprism_stage1 run")
+    encoder = VideoEncoder(cfg.encoder)
+    head = VideoHead(encoder.width, cfg.pool_heads or cfg.encoder.dims()[2], cfg.embed_dim)
+    load_model_weights(run_dir, encoder, prefix="encoder.")
+    load_model_weights(run_dir, head, prefix="video_head.")
+    return encoder.eval(), head.eval(), cfg
+
+
+def decode_all(
+    decoder: MaskedDecoder, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor
+) -> torch.Tensor:
+    """A :class:`MaskedDecoder`'s weights run over [visible slots, mask tokens] -> predictions [B, Nv+Nm, D']
+    for every slot (VideoPrism predicts all tokens; MaskedDecoder's own forward keeps the masked ones only).
+
+    tokens [B,Nv,Din] take the position embeddings of ``visible`` [B,Nv] slot by slot, whatever token they
+    hold: shuffled tokens therefore sit at positions that are not their own.
+    """
+    b = tokens.shape[0]
+    pos = decoder.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
+    x = torch.cat(
+        [
+            decoder.encoder_to_decoder(tokens) + gather_tokens(pos, visible),
+            decoder.mask_token.to(tokens.dtype) + gather_tokens(pos, masked),
+        ],
+        1,
+    )
+    for block in decoder.blocks:
+        x = block(x)
+    return decoder.head(decoder.norm(x))
+
+
+class VideoPrismStage2Task(nn.Module):
+    """Student encoder + token decoder (+ global MAP head) distilled from a frozen stage-1 teacher.
+
+    Args:
+        encoder: the student config (the stage-1 encoder's, to start from its weights).
+        decoder: the decoder; width/heads None = the encoder's.
+        mask: a tube mask (the factorized encoder's masked input, see :mod:`vidfm.models.encoder`).
+        augment: crop/normalise config; the teacher receives the same crop in [0, 1].
+        teacher: the frozen stage-1 model (:class:`VideoPrismTeacher` or any teacher with ``dim``,
+            ``embed_dim`` and ``pooled`` outputs).
+        shuffle: shuffle the encoder's output tokens before the decoder (the paper's token shuffling).
+        token_weight, global_weight: loss weights; ``global_weight=0`` builds no global head.
+        token_loss, global_loss: distances (:func:`vidfm.objectives.distill.feature_loss`).
+        pool_heads: heads of the global head's pooler (None = the encoder's).
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderConfig,
+        decoder: DecoderConfig,
+        mask: MaskConfig,
+        augment: AugmentConfig,
+        teacher: Teacher,
+        shuffle: bool = True,
+        token_weight: float = 1.0,
+        global_weight: float = 1.0,
+        token_loss: FeatureLoss = "l2",
+        global_loss: FeatureLoss = "cosine",
+        pool_heads: int | None = None,
+    ) -> None:
+        super().__init__()
+        if token_weight <= 0 or global_weight < 0:
+            raise ValueError(
+                f"token_weight must be > 0 and global_weight >= 0, got {token_weight}, {global_weight}"
+            )
+        if encoder.space_time == "factorized" and mask.kind != "tube":
+            raise ValueError(f"the factorized encoder takes tube masks, not {mask.kind!r}")
+        self.encoder = VideoEncoder(encoder)
+        self.augment = VideoAugment(augment)
+        self.teacher = teacher  # under the trainer's "teacher" prefix: frozen, never saved
+        self.mask_cfg, self.shuffle = mask, shuffle
+        self.token_weight, self.global_weight = float(token_weight), float(global_weight)
+        self.token_loss, self.global_loss = token_loss, global_loss
+        heads = encoder.dims()[2]
+        dec = MaskedDecoder(
+            self.encoder.width,
+            decoder,
+            decoder.width or self.encoder.width,
+            decoder.heads or heads,
+            int(teacher.dim),
+            self.encoder.grid,
+        )
+        self.decoder = decoder_sincos_3d(dec, self.encoder.grid)
+        if self.global_weight > 0:
+            self.global_head = VideoHead(self.encoder.width, pool_heads or heads, int(teacher.embed_dim))
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        b, device = video.shape[0], video.device
+        mask = make_mask(self.mask_cfg, b, self.encoder.grid, generator, device)
+        out = self.encoder(video, visible=mask.visible)  # tokens [B,Nv,D]
+        target = self.teacher(self.augment.unnormalize(video))  # all tokens [B,N,Dt], pooled [B,E]
+        if tuple(target.grid) != tuple(out.grid):
+            raise ValueError(f"teacher grid {target.grid} differs from the student's {out.grid}")
+        tokens = out.tokens
+        if self.shuffle:  # one permutation per clip; the slots keep the visible positions' embeddings
+            perm = torch.rand(tokens.shape[:2], generator=generator, device=device).argsort(dim=1)
+            tokens = gather_tokens(tokens, perm)
+        pred = decode_all(self.decoder, tokens, mask.visible, mask.masked)  # [B,N,Dt] visible slots first
+        order = torch.cat([mask.visible, mask.masked], dim=1)
+        parts = {"token": feature_loss(pred, gather_tokens(target.tokens, order), self.token_loss)}
+        if self.global_weight > 0:
+            parts["global"] = feature_loss(self.global_head(out.tokens), target.pooled, self.global_loss)
+        loss = self.token_weight * parts["token"] + self.global_weight * parts.get("global", 0.0)
+        return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in parts.items()}}

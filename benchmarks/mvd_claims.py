@@ -12,8 +12,13 @@ The paper's claims (MVD, CVPR 2023; ``../shared/PAPERS.md`` §1):
   3. co-teaching >= both single-teacher students on both;
   4. the video teacher's features are less similar across frames than the image teacher's.
 
-    python benchmarks/mvd_claims.py --out runs/mvd_claims                 # tiny, CPU (~1.5 h on 2 busy cores)
-    python benchmarks/mvd_claims.py --out runs/mvd_gpu --steps 3000       # longer, on a GPU
+    python benchmarks/mvd_claims.py --out runs/mvd_claims                 # the tiny recipes as they are
+    python benchmarks/mvd_claims.py --out runs/mvd_cpu --manifest M.csv \
+        --teacher-steps 300 --steps 100 --lr 1e-3                           # ~1 h wall on 2 busy CPU cores
+    python benchmarks/mvd_claims.py --out runs/mvd_gpu --teacher-steps 3000 --steps 3000   # on a GPU
+
+Cost is counted per run as wall-clock and CPU seconds (this process and its reaped data workers), in
+``RUN/cost.json``; every student's cost includes its teachers'.
 
 Runs already finished in ``--out`` are reused (their recorded cost included), so an interrupted benchmark
 continues where it stopped.
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 import time
 from pathlib import Path
@@ -38,7 +44,10 @@ def teachers_of(kind: str) -> list[str]:
     return [name for name, w in zip(("image", "video"), STUDENTS[kind], strict=True) if w]
 
 
-def overrides(manifest: Path, seed: int, steps: int | None, workers: int) -> list[str]:
+def overrides(
+    manifest: Path, seed: int, steps: int | None, workers: int, lr: float | None = None
+) -> list[str]:
+    """``--set`` items of one run: data, seed, and (when given) steps with 10 % warm-up and a fixed lr."""
     out = [
         f"data.manifest={manifest}",
         f"train.seed={seed}",
@@ -51,23 +60,36 @@ def overrides(manifest: Path, seed: int, steps: int | None, workers: int) -> lis
             f"train.warmup_steps={max(steps // 10, 0)}",
             f"train.ckpt_every={steps}",
         ]
+    if (
+        lr is not None
+    ):  # one lr for every run instead of each recipe's own (blr=null turns off the scaling rule)
+        out += [f"train.lr={lr}", "blr=null"]
     return out
 
 
-def train(recipe: str, sets: list[str], run_dir: Path) -> float:
-    """Run (or reuse) one pre-training run; returns its wall-clock seconds, recorded in ``cost.json``."""
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (the trainer's data workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def train(recipe: str, sets: list[str], run_dir: Path) -> dict[str, float]:
+    """Run (or reuse) one pre-training run; returns its cost ``{"wall": s, "cpu": s}``, kept in ``cost.json``."""
     from vidfm.config import apply_overrides
     from vidfm.recipes import get_recipe
     from vidfm.train.pretrain import pretrain
 
     cost = run_dir / "cost.json"
     if cost.is_file():
-        return json.loads(cost.read_text())["seconds"]
-    start = time.perf_counter()
+        saved = json.loads(cost.read_text())
+        return {"wall": saved["seconds"], "cpu": saved["cpu_seconds"]}
+    start, cpu = time.perf_counter(), cpu_seconds()
     pretrain(apply_overrides(get_recipe(recipe), sets), run_dir)
-    seconds = time.perf_counter() - start
-    cost.write_text(json.dumps({"recipe": recipe, "seconds": seconds}) + "\n")
-    return seconds
+    spent = {"wall": time.perf_counter() - start, "cpu": cpu_seconds() - cpu}
+    record = {"recipe": recipe, "sets": sets, "seconds": spent["wall"], "cpu_seconds": spent["cpu"]}
+    cost.write_text(json.dumps(record) + "\n")
+    return spent
 
 
 def probe(
@@ -99,22 +121,32 @@ def probe_encoder(encoder, cfg, manifest: Path, workers: int, device: torch.devi
     return {r.label: (r.linear, r.knn) for r in rows}
 
 
-def similarity(teachers: dict[str, Path], manifest: Path, workers: int, device: torch.device, out: Path):
+def run_teacher(run_dir: Path, random_init: bool = False):  # noqa: ANN201
+    """A teacher run as MVD loads it, or (``random_init``) the same architecture untrained: the control that
+    tells what the training added to the cross-frame similarity and what the architecture alone gives."""
+    from vidfm.recipes import load_run_encoder
+    from vidfm.teachers.vit import ViTTeacher, load_teacher
+
+    if not random_init:
+        return load_teacher(run_dir)
+    encoder, cfg = load_run_encoder(run_dir, random_init=True)
+    return ViTTeacher(encoder.eval(), mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std))
+
+
+def similarity(teachers: dict, manifest: Path, workers: int, device: torch.device, out: Path) -> dict:
+    """Cross-frame similarity of each teacher's targets over (up to) 256 test clips; heat maps to ``out``."""
     from torch.utils.data import DataLoader
 
     from vidfm.data.config import DataConfig, build_dataset
     from vidfm.data.datasets import collate
     from vidfm.teachers.analysis import plot_similarity, teacher_similarity
-    from vidfm.teachers.vit import load_teacher
 
     data = DataConfig(manifest=str(manifest), split="test", num_frames=16, stride=1, short_side=64)
     dataset = build_dataset(data, train=False)
     results = {}
-    for name, path in teachers.items():
+    for name, teacher in teachers.items():
         loader = DataLoader(dataset, batch_size=16, num_workers=workers, collate_fn=collate)
-        results[name] = teacher_similarity(
-            load_teacher(path), loader, tubelet=2, device=device, max_clips=256
-        )
+        results[name] = teacher_similarity(teacher, loader, tubelet=2, device=device, max_clips=256)
     plot_similarity(results, out)
     return results
 
@@ -125,36 +157,46 @@ def mean_pm(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
 
 
+def cost_cell(student: dict[str, float], teachers: list[dict[str, float]], key: str) -> str:
+    """``total (student + teachers)`` in minutes for one kind of cost (``wall`` or ``cpu``)."""
+    own, theirs = student[key] / 60, sum(t[key] for t in teachers) / 60
+    return f"{own + theirs:.1f} ({own:.1f} + {theirs:.1f})"
+
+
 def results_table(
-    results: dict[str, list[dict]], teacher_cost: dict[str, float], reference: dict[str, tuple[float, dict]]
+    results: dict[str, list[dict]],
+    teacher_cost: dict[str, dict[str, float]],
+    reference: dict[str, tuple[dict[str, float] | None, dict]],
 ) -> str:
-    """Markdown: per student kind, cost in minutes (student + its teachers' pre-training) and probe top-1."""
+    """Markdown: per encoder, pre-training cost in minutes (a student's includes its teachers') and top-1."""
     from vidfm.eval.report import markdown_table
 
-    header = ["encoder", "cost min (student + teachers)"]
+    header = ["encoder", "CPU min (student + teachers)", "wall min (student + teachers)"]
     header += [f"{label} {probe}" for label in LABELS for probe in ("linear", "kNN")]
     rows = []
     for kind, runs in results.items():
-        student = statistics.mean(r["student_s"] for r in runs) / 60
-        teachers = sum(teacher_cost[t] for t in teachers_of(kind)) / 60
-        row = [
-            f"MVD student, {kind} teacher(s)",
-            f"{student + teachers:.1f} ({student:.1f} + {teachers:.1f})",
-        ]
+        student = {k: statistics.mean(r["cost"][k] for r in runs) for k in ("wall", "cpu")}
+        teachers = [teacher_cost[t] for t in teachers_of(kind)]
+        row = [f"MVD student, {kind} teacher(s)"]
+        row += [cost_cell(student, teachers, "cpu"), cost_cell(student, teachers, "wall")]
         row += [mean_pm([r[label][i] for r in runs]) for label in LABELS for i in (0, 1)]
         rows.append(row)
-    for name, (seconds, scores) in reference.items():
-        rows.append(
-            [name, f"{seconds / 60:.1f}"] + [f"{scores[label][i]:.3f}" for label in LABELS for i in (0, 1)]
-        )
+    for name, (cost, scores) in reference.items():
+        row = [name] + ([f"{cost['cpu'] / 60:.1f}", f"{cost['wall'] / 60:.1f}"] if cost else ["0", "0"])
+        rows.append(row + [f"{scores[label][i]:.3f}" for label in LABELS for i in (0, 1)])
     return markdown_table(header, rows)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/mvd_claims")
-    p.add_argument("--clips", type=int, default=2000, help="digits-motion clips")
-    p.add_argument("--steps", type=int, default=None, help="steps of every run (default: the tiny recipes')")
+    p.add_argument("--manifest", default=None, help="an existing digits-motion manifest (default: make one)")
+    p.add_argument("--clips", type=int, default=2000, help="digits-motion clips, when making them")
+    p.add_argument("--steps", type=int, default=None, help="steps of every student (default: mvd:tiny's)")
+    p.add_argument(
+        "--teacher-steps", type=int, default=None, help="steps of each teacher (default: each tiny recipe's)"
+    )
+    p.add_argument("--lr", type=float, default=None, help="one lr for every run (default: each recipe's)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="student seeds")
     p.add_argument("--workers", type=int, default=1, help="decoding worker processes")
     p.add_argument(
@@ -170,13 +212,19 @@ def main() -> None:
     setup_logging()
     torch.set_num_threads(args.threads)
     device = default_device()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     out = Path(args.out)
-    manifest = out / "digits-motion" / "manifest.csv"
-    if not manifest.is_file():
-        manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0, workers=args.workers)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.manifest:
+        manifest = Path(args.manifest)
+    else:
+        manifest = out / "digits-motion" / "manifest.csv"
+        if not manifest.is_file():
+            manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0, workers=args.workers)
+    clips = sum(1 for _ in manifest.open()) - 1  # minus the header
 
     # Stage 1: the teachers, once (seed 0).
-    base = overrides(manifest, 0, args.steps, args.workers)
+    base = overrides(manifest, 0, args.teacher_steps, args.workers, args.lr)
     teacher_runs = {"image": out / "teacher_image", "video": out / "teacher_video"}
     teacher_cost = {
         "image": train("mae_image:tiny", base, teacher_runs["image"]),
@@ -187,42 +235,42 @@ def main() -> None:
     results: dict[str, list[dict]] = {kind: [] for kind in STUDENTS}
     for seed in args.seeds:
         for kind, (w_img, w_vid) in STUDENTS.items():
-            sets = overrides(manifest, seed, args.steps, args.workers) + [
+            sets = overrides(manifest, seed, args.steps, args.workers, args.lr) + [
                 f"teachers.image_weight={w_img}",
                 f"teachers.video_weight={w_vid}",
             ]
             sets += [f"teachers.image={teacher_runs['image']}"] if w_img else []
             sets += [f"teachers.video={teacher_runs['video']}"] if w_vid else []
             run_dir = out / f"student_{kind}_seed{seed}"
-            seconds = train("mvd:tiny", sets, run_dir)
-            total = seconds + sum(teacher_cost[t] for t in teachers_of(kind))
+            cost = train("mvd:tiny", sets, run_dir)
             results[kind].append(
-                {
-                    "seed": seed,
-                    "student_s": seconds,
-                    "total_s": total,
-                    **probe(run_dir, manifest, args.workers, device),
-                }
+                {"seed": seed, "cost": cost, **probe(run_dir, manifest, args.workers, device)}
             )
     first = out / f"student_both_seed{args.seeds[0]}"
     reference = {
         "random init (student architecture)": (
-            0.0,
+            None,
             probe(first, manifest, args.workers, device, random_init=True),
         ),
         "trivial baseline (colour histogram + frame difference)": (
-            0.0,
+            None,
             probe_encoder(None, load_run_config(first), manifest, args.workers, device),
         ),
-        "VideoMAE teacher itself": (
+        "video teacher itself (videomae:tiny)": (
             teacher_cost["video"],
             probe(teacher_runs["video"], manifest, args.workers, device),
         ),
     }
     table = results_table(results, teacher_cost, reference)
 
+    named = {"image teacher (MAE)": "image", "video teacher (VideoMAE)": "video"}
+    sim_teachers = {name: run_teacher(teacher_runs[kind]) for name, kind in named.items()}
+    sim_teachers |= {
+        f"{name}, random init": run_teacher(teacher_runs[kind], random_init=True)
+        for name, kind in named.items()
+    }
     sims = similarity(
-        {"image teacher (MAE)": teacher_runs["image"], "video teacher (VideoMAE)": teacher_runs["video"]},
+        sim_teachers,
         manifest,
         args.workers,
         device,
@@ -230,46 +278,73 @@ def main() -> None:
     )
     sim_table = format_similarity(sims)
 
-    def lin(kind: str, label: str) -> float:
-        return statistics.mean(r[label][0] for r in results[kind])
+    def mean(kind: str, label: str, i: int) -> float:
+        return statistics.mean(r[label][i] for r in results[kind])
 
-    img_sim, vid_sim = (s.off_diagonal for s in sims.values())
+    def margins(a: str, b: str, label: str) -> str:
+        """a - b on the linear and the kNN probe."""
+        return f"linear {mean(a, label, 0) - mean(b, label, 0):+.3f}, kNN {mean(a, label, 1) - mean(b, label, 1):+.3f}"
+
+    img_sim, vid_sim = (sims[name].off_diagonal for name in named)
     claims = [
         (
             "image-teacher student >= video-teacher student on digit",
-            lin("image", "digit") >= lin("video", "digit"),
+            mean("image", "digit", 0) >= mean("video", "digit", 0),
+            "image - video: " + margins("image", "video", "digit"),
         ),
         (
             "video-teacher student >= image-teacher student on motion",
-            lin("video", "motion") >= lin("image", "motion"),
+            mean("video", "motion", 0) >= mean("image", "motion", 0),
+            "video - image: " + margins("video", "image", "motion"),
         ),
         (
             "co-teaching >= both single teachers on digit and motion",
-            all(lin("both", label) >= max(lin("image", label), lin("video", label)) for label in LABELS),
+            all(
+                mean("both", label, 0) >= max(mean("image", label, 0), mean("video", label, 0))
+                for label in LABELS
+            ),
+            "; ".join(
+                f"both - {k} on {label}: {margins('both', k, label)}"
+                for label in LABELS
+                for k in ("image", "video")
+            ),
         ),
-        ("video-teacher features less similar across frames", vid_sim < img_sim),
+        (
+            "video-teacher features less similar across frames",
+            vid_sim < img_sim,
+            f"off-diagonal similarity: image {img_sim:.3f}, video {vid_sim:.3f}; untrained: image "
+            f"{sims['image teacher (MAE), random init'].off_diagonal:.3f}, video "
+            f"{sims['video teacher (VideoMAE), random init'].off_diagonal:.3f}",
+        ),
     ]
-    steps = args.steps or "recipe default (300)"
+    wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
+    steps = f"teachers {args.teacher_steps or 'recipe default (300 / 500)'}, students {args.steps or 'recipe default (300)'}"
     text = "\n\n".join(
         [
-            f"digits-motion, {args.clips} clips; steps per run: {steps}; student seeds {args.seeds}; "
-            f"device {device}; linear/kNN top-1 on the test split, mean ± std over seeds (chance: digit 0.100, "
-            "motion 0.125)",
+            f"digits-motion, {clips} clips ({manifest}); steps per run: {steps}; lr: "
+            f"{args.lr or 'each recipe its own'}; student seeds {args.seeds}; device {device}; linear/kNN top-1 on "
+            "the test split, mean ± std over seeds (chance: digit 0.100, motion 0.125)",
             table,
             "Cross-frame cosine similarity of the teachers' targets (off-diagonal mean; by temporal distance):",
             sim_table,
-            "Claims (linear probe means):\n"
-            + "\n".join(f"- {c}: {'yes' if ok else 'NO'}" for c, ok in claims),
+            "Claims (held = linear-probe means in the claimed order; margins are differences of seed means):\n"
+            + "\n".join(f"- {c}: {'holds' if ok else 'does NOT hold'} ({why})" for c, ok, why in claims),
+            f"This invocation: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU (runs reused from an earlier "
+            "invocation count in the table, not here).",
         ]
     )
     (out / "results.md").write_text(text + "\n")
     (out / "results.json").write_text(
         json.dumps(
             {
+                "args": vars(args),
                 "students": results,
-                "teacher_cost_s": teacher_cost,
+                "teacher_cost": teacher_cost,
+                "reference": {k: v[1] for k, v in reference.items()},
                 "similarity_off_diagonal": {k: s.off_diagonal for k, s in sims.items()},
-                "claims": dict(claims),
+                "similarity_by_distance": {k: s.by_distance().tolist() for k, s in sims.items()},
+                "claims": {c: ok for c, ok, _ in claims},
+                "invocation": {"wall_s": wall, "cpu_s": cpu},
             },
             indent=2,
         )

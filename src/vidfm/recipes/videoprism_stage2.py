@@ -131,12 +131,12 @@ def config(variant: str = "") -> VideoPrismStage2Recipe:
 
 def tiny() -> VideoPrismStage2Recipe:
     """The ``videoprism_stage1:tiny`` encoder, a 2-block decoder of width 64, tube mask 0.75 (16 of 64
-    positions visible in each of the 8 frames), 200 steps of 24 clips."""
+    positions visible in each of the 4 frames), 200 steps of 24 clips."""
     return VideoPrismStage2Recipe(
         encoder=tiny_encoder(),
         decoder=DecoderConfig(depth=2, width=64, heads=2, qkv_bias="fused"),
-        augment=AugmentConfig(size=64, scales=(1.0, 0.875)),
-        data=DataConfig(sampling="segment", num_frames=8, short_side=64),
+        augment=AugmentConfig(size=32, scales=(1.0, 0.875)),
+        data=DataConfig(sampling="segment", num_frames=4, short_side=64),
         train=TrainConfig(
             batch_size=24,
             lr=5e-4,

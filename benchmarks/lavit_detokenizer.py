@@ -114,6 +114,8 @@ def main() -> None:
     p.add_argument("--motion-run", type=Path, default=None,
                    help="an existing motion_vq:tiny run on the same manifest (e.g. the tokenizer benchmark's "
                         "digits_k256) instead of training one")  # fmt: skip
+    p.add_argument("--keyframe-run", type=Path, default=None,
+                   help="an existing motion_vq:keyframe-tiny run instead of training one")  # fmt: skip
     p.add_argument("--motion-steps", type=int, default=600)
     p.add_argument("--keyframe-steps", type=int, default=400)
     p.add_argument("--detok-steps", type=int, default=2000)
@@ -135,7 +137,10 @@ def main() -> None:
         runs = {"motion": args.motion_run}
     else:
         runs = {"motion": stage("motion", "tiny", manifest, args.out, args.motion_steps, cache)}
-    runs["keyframe"] = stage("keyframe", "keyframe-tiny", manifest, args.out, args.keyframe_steps, cache)
+    if args.keyframe_run is not None:
+        runs["keyframe"] = args.keyframe_run
+    else:
+        runs["keyframe"] = stage("keyframe", "keyframe-tiny", manifest, args.out, args.keyframe_steps, cache)
     runs["detokenizer"] = stage("detokenizer", "detokenizer-tiny", manifest, args.out, args.detok_steps,
                                 (*cache, f"motion_run={runs['motion']}"))  # fmt: skip
     t0 = time.perf_counter()

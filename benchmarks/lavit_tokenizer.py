@@ -91,20 +91,27 @@ def evaluate(run_dir: Path, test) -> dict:
     }
 
 
-def sweep(name: str, make, sizes: list[int], out: Path) -> list[dict]:
+def sweep(name: str, make, sizes: list[int], out: Path, evaluate_only: bool = False) -> list[dict]:
+    """Train (or, with ``evaluate_only``, only measure the finished runs ``OUT/{name}_k{codes}``) and
+    evaluate each codebook size on the test split of the run's own data."""
+    from vidfm.recipes import load_run_config
     from vidfm.recipes.motion_vq import train
 
     rows, test = [], None
     for codes in sizes:
-        cfg = make(codes)
         run = out / f"{name}_k{codes}"
         t0 = time.perf_counter()
-        summary = train(cfg, run)
+        if evaluate_only:
+            cfg = load_run_config(run)
+            steps = int((run / "checkpoints" / "latest").read_text().strip().rpartition("_")[2])
+        else:
+            cfg = make(codes)
+            steps = train(cfg, run)["step"]
+        train_s = None if evaluate_only else time.perf_counter() - t0
         if test is None:
             test = cfg.build_dataset(split="test")
             print(f"{name}: {len(test)} test clips", flush=True)
-        row = {"data": name, **evaluate(run, test), "train_s": time.perf_counter() - t0,
-               "steps": summary["step"]}  # fmt: skip
+        row = {"data": name, **evaluate(run, test), "train_s": train_s, "steps": steps}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows
@@ -154,6 +161,9 @@ def main() -> None:
     p.add_argument(
         "--parts", nargs="+", default=["digits", "surv", "rates"], choices=["digits", "surv", "rates"]
     )
+    p.add_argument(
+        "--evaluate-only", action="store_true", help="measure the finished runs in OUT, no training"
+    )
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a busy machine)")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -168,22 +178,26 @@ def main() -> None:
         if not manifest.is_file():
             manifest = make_digits_motion(manifest.parent, n=args.clips, seed=0)
         cache = args.out / "cache_digits"
-        rows += sweep("digits", lambda k: digits_config(manifest, k, args.steps, cache), args.sizes, args.out)
+        make = lambda k: digits_config(manifest, k, args.steps, cache)  # noqa: E731
+        rows += sweep("digits", make, args.sizes, args.out, args.evaluate_only)
     if "surv" in args.parts and SURV.is_dir():
         cache = args.out / "cache_surv"
         make = lambda k: surv_config(k, args.surv_steps, cache, args.surv_batch)  # noqa: E731
-        rows += sweep("surv_fight", make, args.surv_sizes, args.out)
+        rows += sweep("surv_fight", make, args.surv_sizes, args.out, args.evaluate_only)
     if "rates" in args.parts and SURV.is_dir():
         rates = token_rates(args.out)
     (args.out / f"results_{'_'.join(args.parts)}.json").write_text(
         json.dumps({"vq": rows, "rates": rates}, indent=1)
     )
 
-    print("\n| data | codes | tokens/clip | test MSE | rel. MSE | perplexity | codes used | train s |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print(
+        "\n| data | codes | steps | tokens/clip | test MSE | rel. MSE | perplexity | codes used | train s |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['data']} | {r['codes']} | {r['tokens_per_clip']} | {r['mse']:.4f} | {r['rel']:.3f} | "
-              f"{r['perplexity']:.1f} | {r['used']} | {r['train_s']:.0f} |")  # fmt: skip
+        train_s = "" if r["train_s"] is None else f"{r['train_s']:.0f}"
+        print(f"| {r['data']} | {r['codes']} | {r['steps']} | {r['tokens_per_clip']} | {r['mse']:.4f} | "
+              f"{r['rel']:.3f} | {r['perplexity']:.1f} | {r['used']} | {train_s} |")  # fmt: skip
     print(
         "\n| setting | tokens/clip | s/clip | LaVIT tokens/s | per-frame ViT @6 fps | per-frame ViT @source |"
     )

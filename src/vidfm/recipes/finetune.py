@@ -24,6 +24,7 @@ from torch import nn
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.tasks.classify import MixupConfig
 from vidfm.train.trainer import TrainConfig
 
@@ -123,11 +124,7 @@ def load_pretrained_encoder(encoder: nn.Module, init: str) -> None:
 
 def config(variant: str = "") -> FinetuneRecipe:
     """``""`` = VideoMAE's ViT-B/16 K400 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return FinetuneRecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"finetune has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("finetune", variant, {"": FinetuneRecipe, "tiny": tiny})
 
 
 def tiny() -> FinetuneRecipe:
@@ -140,19 +137,7 @@ def tiny() -> FinetuneRecipe:
         ),
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
-        train=TrainConfig(
-            batch_size=16,
-            steps=200,
-            warmup_steps=20,
-            warmup_lr=1e-6,
-            min_lr=1e-6,
-            weight_decay=0.05,
-            layer_decay=0.75,
-            betas=(0.9, 0.999),
-            ckpt_every=100,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(200, warmup_lr=1e-6, min_lr=1e-6, layer_decay=0.75, betas=(0.9, 0.999)),
         # lr 1e-3 at batch 16: the official 1e-3 x batch/256 would move a 200-step run nowhere.
         blr=1e-3 * 16,
         # Two epochs of digits-motion are too few for mixup/cutmix to pay (they slow fitting); on for the

@@ -22,6 +22,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.train.trainer import TrainConfig
 
 
@@ -79,11 +80,7 @@ class MAEImageRecipe:
 
 def config(variant: str = "") -> MAEImageRecipe:
     """``""`` = MAE's ViT-B setting on video frames; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return MAEImageRecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"mae_image has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("mae_image", variant, {"": MAEImageRecipe, "tiny": tiny})
 
 
 def tiny() -> MAEImageRecipe:
@@ -94,16 +91,6 @@ def tiny() -> MAEImageRecipe:
         decoder=DecoderConfig(depth=2, qkv_bias="fused"),
         augment=AugmentConfig(size=64),
         data=DataConfig(sampling="segment", num_frames=4, short_side=64),
-        train=TrainConfig(
-            batch_size=16,
-            steps=300,
-            warmup_steps=30,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            ckpt_every=100,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(300),
         blr=1.5e-4 * 4,
     )

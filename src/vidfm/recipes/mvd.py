@@ -36,6 +36,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.train.trainer import TrainConfig
 
 
@@ -130,11 +131,7 @@ class MVDRecipe:
 
 def config(variant: str = "") -> MVDRecipe:
     """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return MVDRecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"mvd has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("mvd", variant, {"": MVDRecipe, "tiny": tiny})
 
 
 def tiny() -> MVDRecipe:
@@ -148,16 +145,6 @@ def tiny() -> MVDRecipe:
         decoder=DecoderConfig(depth=2),
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
-        train=TrainConfig(
-            batch_size=16,
-            steps=300,
-            warmup_steps=30,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            ckpt_every=100,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(300),
         blr=1.5e-4 * 4,
     )

@@ -21,6 +21,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.train.trainer import TrainConfig
 
 
@@ -59,11 +60,7 @@ class VideoMAERecipe:
 
 def config(variant: str = "") -> VideoMAERecipe:
     """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return VideoMAERecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"videomae has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("videomae", variant, {"": VideoMAERecipe, "tiny": tiny})
 
 
 def tiny() -> VideoMAERecipe:
@@ -79,17 +76,6 @@ def tiny() -> VideoMAERecipe:
         decoder=DecoderConfig(depth=2),
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
-        train=TrainConfig(
-            batch_size=16,
-            lr=1e-3,
-            steps=500,
-            warmup_steps=50,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            ckpt_every=100,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(500, lr=1e-3),
         blr=None,
     )

@@ -1,0 +1,35 @@
+"""Pieces every recipe module shares: the variant dispatcher and the CPU-scale training schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from vidfm.train.trainer import TrainConfig
+
+T = TypeVar("T")
+
+
+def pick_variant(recipe: str, variant: str, variants: dict[str, Callable[[], T]]) -> T:
+    """``variants[variant]()``, or a clear error naming the recipe's variants."""
+    if variant not in variants:
+        names = ", ".join(repr(v) for v in variants)
+        raise ValueError(f"{recipe} has variants {names}, not {variant!r}")
+    return variants[variant]()
+
+
+def cpu_train(steps: int, **fields: Any) -> TrainConfig:
+    """The ``:tiny`` schedule: 16 clips a step, 10% warm-up, MAE's AdamW (betas (0.9, 0.95), weight decay
+    0.05), a checkpoint every 100 steps, one decoding worker; ``fields`` override any of these."""
+    base: dict[str, Any] = dict(
+        batch_size=16,
+        steps=steps,
+        warmup_steps=max(1, steps // 10),
+        min_lr=1e-5,
+        weight_decay=0.05,
+        betas=(0.9, 0.95),
+        ckpt_every=100,
+        log_every=10,
+        workers=1,
+    )
+    return TrainConfig(**(base | fields))

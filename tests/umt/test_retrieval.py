@@ -139,11 +139,6 @@ def test_evaluate_retrieval_groups_captions_per_video(planted) -> None:  # noqa:
     assert result.v2t["R@1"] == pytest.approx(100 * 2 / 3) and result.v2t["MnR"] == pytest.approx(4 / 3)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a video's own tied captions count against it: with two equal captions (msrvtt25 has such "
-    "duplicates) v2t gives rank 2; official UMT retrieval_utils takes the best own caption's position",
-)
 def test_video_to_text_rank_ignores_ties_among_its_own_captions() -> None:
     sim = torch.tensor([[0.9, 0.1], [0.9, 0.1], [0.2, 0.8]])  # captions 0 and 1: the same text of video 0
     assert retrieval_ranks(sim, torch.tensor([0, 0, 1]))[1].tolist() == [1, 1]

@@ -60,7 +60,9 @@ def retrieval_ranks(sim: torch.Tensor, text_to_video: torch.Tensor) -> tuple[np.
         mine = text_to_video == v
         if not bool(mine.any()):
             raise ValueError(f"video {v} has no caption")
-        v2t[v] = (sim[:, v] >= sim[mine, v].max()).sum()  # the best-placed of its captions
+        # the best-placed of its captions; other videos' captions that tie or beat it count against it, its
+        # own do not (official UMT retrieval_utils takes the best own caption's position)
+        v2t[v] = (sim[~mine, v] >= sim[mine, v].max()).sum() + 1
     return t2v.numpy(), v2t.numpy()
 
 

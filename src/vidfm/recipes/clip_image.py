@@ -10,7 +10,8 @@ choice for datasets of thousands, not CLIP's 400M pairs. Expected: a teacher who
 retrieval on held-out clips is far above chance (``vidfm eval retrieval --checkpoint RUN``).
 
 Command: ``vidfm pretrain --recipe clip_image --set data.manifest=MANIFEST --out runs/clip``.
-Tiny mode (``--recipe clip_image:tiny``): digits-motion frames at 32², about a minute of CPU.
+Tiny mode (``--recipe clip_image:tiny``): digits-motion frames at 32², about 100 s of process CPU time
+(200 steps; measured in docs/umt.md).
 """
 
 from __future__ import annotations
@@ -98,9 +99,10 @@ def tiny() -> CLIPImageRecipe:
     """The demo scale: a 4-block, 128-wide tower on frames downscaled to 32² with 4×4 patches (an 8×8 grid,
     as the 64² UMT student's 8×8 patches), 2 frames from each of 32 clips per step, the frozen MiniLM.
 
-    Measured on digits-motion (docs/umt.md): at 64² with 8×8 patches the same tower stayed at chance for 300
-    steps (and learned slowly even when trained supervised on the digit); at 32² with 4×4 patches it reached
-    0.34 zero-shot digit accuracy after 300 steps, for the same token count.
+    Measured on digits-motion while tuning (not re-run for docs/umt.md): at 64² with 8×8 patches the same
+    tower stayed at chance for 300 steps (and learned slowly even when trained supervised on the digit); at
+    32² with 4×4 patches it reached 0.34 zero-shot digit accuracy after 300 steps, for the same token count.
+    With this recipe's 200 steps the zero-shot accuracy in docs/umt.md is lower: digit 0.14, motion 0.20.
     """
     return CLIPImageRecipe(
         vision=CLIPVisionConfig(

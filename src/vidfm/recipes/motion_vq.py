@@ -88,6 +88,10 @@ class MotionVQRecipe:
             return DetokenizerTask(self.detokenizer, self.motion_run)
         raise ValueError(f"unknown stage {self.stage!r}; use motion, keyframe or detokenizer")
 
+    def prepare(self) -> MotionVQRecipe:
+        """Checked shapes and the keyframe encoder resolved (see :func:`resolve`); run by ``pretrain``."""
+        return resolve(self)
+
     def build_dataset(self, seed: int = 0, split: str | None = None) -> Any:
         """The :class:`~vidfm.lavit.dataset.ClipDataset` of ``data`` (``split`` overrides ``data.split``)."""
         from vidfm.data.datasets import folder_records, read_manifest
@@ -130,16 +134,11 @@ def resolve(cfg: MotionVQRecipe) -> MotionVQRecipe:
 
 
 def train(cfg: MotionVQRecipe, run_dir: str | Path) -> dict:
-    """Train one stage into ``run_dir`` with the one trainer (resumes when the folder has a checkpoint)."""
-    import torch
+    """Train one stage into ``run_dir`` with the one trainer (resumes when the folder has a checkpoint);
+    the same as ``vidfm pretrain --recipe motion_vq…``."""
+    from vidfm.train.pretrain import pretrain
 
-    from vidfm.train.trainer import Trainer
-
-    cfg = resolve(cfg)
-    dataset = cfg.build_dataset(seed=cfg.train.seed)
-    torch.manual_seed(cfg.train.seed)  # initial weights from the run's seed, as vidfm.train.pretrain
-    trainer = Trainer(cfg.build_task(), cfg.train, Path(run_dir), dataset, None, config_to_save=cfg)
-    return trainer.fit()
+    return pretrain(cfg, run_dir)
 
 
 # ----------------------------------------------------------------------------- variants

@@ -28,11 +28,16 @@ def pretrain(cfg: Any, run_dir: str | Path, on_log: Callable[[dict], None] | Non
 
     ``on_log`` receives every logged record (step, loss, lr, …), e.g. for a caller's own progress report.
     """
-    cfg = resolve(cfg)
-    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
-    torch.manual_seed(cfg.train.seed)  # the initial weights come from the run's seed, not from earlier work
-    task = cfg.build_task()
     from vidfm.data.datasets import collate
 
-    trainer = Trainer(task, cfg.train, Path(run_dir), dataset, collate, config_to_save=cfg, on_log=on_log)
+    cfg = resolve(cfg)
+    if hasattr(cfg, "prepare"):  # recipe-specific checks and derived fields (Video-LaVIT stages)
+        cfg = cfg.prepare()
+    if hasattr(cfg, "build_dataset"):  # data that are not clips of a manifest (Video-LaVIT motion fields)
+        dataset, collate_fn = cfg.build_dataset(seed=cfg.train.seed), None
+    else:
+        dataset, collate_fn = build_dataset(cfg.data, seed=cfg.train.seed), collate
+    torch.manual_seed(cfg.train.seed)  # the initial weights come from the run's seed, not from earlier work
+    task = cfg.build_task()
+    trainer = Trainer(task, cfg.train, Path(run_dir), dataset, collate_fn, config_to_save=cfg, on_log=on_log)
     return trainer.fit()

@@ -24,6 +24,7 @@ from torch import nn
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.common import pick_variant
 from vidfm.teachers.clip import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
 from vidfm.train.trainer import TrainConfig
 
@@ -88,11 +89,7 @@ class CLIPImageRecipe:
 
 def config(variant: str = "") -> CLIPImageRecipe:
     """``""`` = a CLIP ViT-B/16 tower; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return CLIPImageRecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"clip_image has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("clip_image", variant, {"": CLIPImageRecipe, "tiny": tiny})
 
 
 def tiny() -> CLIPImageRecipe:

@@ -32,6 +32,7 @@ from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.common import pick_variant
 from vidfm.train.trainer import TrainConfig
 
 
@@ -109,11 +110,7 @@ class UMTRecipe:
 
 def config(variant: str = "") -> UMTRecipe:
     """``""`` = the paper's ViT-B/16 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return UMTRecipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"umt has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("umt", variant, {"": UMTRecipe, "tiny": tiny})
 
 
 def tiny() -> UMTRecipe:

@@ -32,6 +32,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.common import pick_variant
 from vidfm.recipes.umt import UMTTeacherConfig, umt_encoder
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights
 from vidfm.train.trainer import TrainConfig
@@ -136,11 +137,7 @@ class UMTStage2Recipe:
 
 def config(variant: str = "") -> UMTStage2Recipe:
     """``""`` = the paper's ViT-B/16 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return UMTStage2Recipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"umt_stage2 has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("umt_stage2", variant, {"": UMTStage2Recipe, "tiny": tiny})
 
 
 def tiny() -> UMTStage2Recipe:

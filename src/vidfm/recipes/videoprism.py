@@ -30,6 +30,7 @@ from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.common import pick_variant
 from vidfm.train.trainer import TrainConfig
 
 
@@ -135,11 +136,7 @@ def text_dual_encoder(stage1: VideoPrismStage1Recipe, stage1_dir: str | Path, en
 
 def config(variant: str = "") -> VideoPrismStage1Recipe:
     """``""`` = VideoPrism-B's architecture; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return VideoPrismStage1Recipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"videoprism_stage1 has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("videoprism_stage1", variant, {"": VideoPrismStage1Recipe, "tiny": tiny})
 
 
 def tiny() -> VideoPrismStage1Recipe:

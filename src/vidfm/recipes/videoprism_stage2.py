@@ -31,6 +31,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
+from vidfm.recipes.common import pick_variant
 from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder
 from vidfm.train.trainer import TrainConfig
 
@@ -122,11 +123,7 @@ class VideoPrismStage2Recipe:
 
 def config(variant: str = "") -> VideoPrismStage2Recipe:
     """``""`` = VideoPrism-B's architecture; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    if variant == "":
-        return VideoPrismStage2Recipe()
-    if variant == "tiny":
-        return tiny()
-    raise ValueError(f"videoprism_stage2 has variants '' and 'tiny', not {variant!r}")
+    return pick_variant("videoprism_stage2", variant, {"": VideoPrismStage2Recipe, "tiny": tiny})
 
 
 def tiny() -> VideoPrismStage2Recipe:

@@ -10,9 +10,11 @@ faster. Here both students are the same 4-block ViT-T/8 at 64² (512 tokens per 
 Every ``--every`` steps a checkpoint is probed (linear and kNN on ``digit`` and ``motion``, mean pooling,
 frozen features of the train/test splits). Cost is reported as wall-clock seconds and process CPU seconds of
 training (decoding in-process, ``workers=0``, so CPU time counts everything); the UMT rows add the teacher's.
-Not run by CI; about an hour on 2 busy CPU cores, minutes on a GPU.
+Not run by CI. The run quoted in docs/umt.md took 62 min wall (about 10 min of it training CPU time) on
+2 CPU cores shared with other jobs (load average 4-13):
 
-    python benchmarks/umt_vs_videomae.py --out runs/umt_vs_videomae
+    python benchmarks/umt_vs_videomae.py --out runs/umt_vs_videomae --manifest DIGITS/manifest.csv \
+        --videomae-steps 400 --umt-steps 200 --every 200 --umt-every 100 --probe-workers 2
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ faster. Here both students are the same 4-block ViT-T/8 at 64² (512 tokens per 
 Every ``--every`` steps a checkpoint is probed (linear and kNN on ``digit`` and ``motion``, mean pooling,
 frozen features of the train/test splits). Cost is reported as wall-clock seconds and process CPU seconds of
 training (decoding in-process, ``workers=0``, so CPU time counts everything); the UMT rows add the teacher's.
-Not run by CI. The run quoted in docs/umt.md took 62 min wall (about 10 min of it training CPU time) on
+Not run by CI. The run quoted in docs/umt.md took 62 min wall (8 min of training CPU time) on
 2 CPU cores shared with other jobs (load average 4-13):
 
     python benchmarks/umt_vs_videomae.py --out runs/umt_vs_videomae --manifest DIGITS/manifest.csv \

@@ -27,6 +27,7 @@ continues where it stopped.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import resource
 import statistics
@@ -131,6 +132,25 @@ def run_teacher(run_dir: Path, random_init: bool = False):  # noqa: ANN201
         return load_teacher(run_dir)
     encoder, cfg = load_run_encoder(run_dir, random_init=True)
     return ViTTeacher(encoder.eval(), mean=tuple(cfg.augment.mean), std=tuple(cfg.augment.std))
+
+
+class Centred(torch.nn.Module):
+    """A teacher whose tokens have each clip's mean token removed ([B,N,D] - mean over N).
+
+    Cosine similarity is dominated by a component that every token shares; when a teacher's tokens are
+    nearly one vector (a collapsed last block), its raw cross-frame similarity is ~1 whatever the motion.
+    Measured with and without this component, the similarity tells a collapsed teacher from a static one."""
+
+    def __init__(self, teacher: torch.nn.Module) -> None:
+        super().__init__()
+        self.teacher = teacher
+        self.per_frame = getattr(teacher, "per_frame", False)
+
+    def forward(self, video: torch.Tensor):  # noqa: ANN201
+        out = self.teacher(video)
+        share = out.tokens.mean(1).norm(dim=-1) / out.tokens.norm(dim=-1).mean(1)  # [B], 1 = all one vector
+        self.shared = getattr(self, "shared", []) + share.tolist()
+        return dataclasses.replace(out, tokens=out.tokens - out.tokens.mean(1, keepdim=True))
 
 
 def similarity(teachers: dict, manifest: Path, workers: int, device: torch.device, out: Path) -> dict:
@@ -269,6 +289,8 @@ def main() -> None:
         f"{name}, random init": run_teacher(teacher_runs[kind], random_init=True)
         for name, kind in named.items()
     }
+    centred = {f"{name}, clip mean removed": Centred(t) for name, t in sim_teachers.items()}
+    sim_teachers |= centred
     sims = similarity(
         sim_teachers,
         manifest,
@@ -277,6 +299,10 @@ def main() -> None:
         out / "similarity.png",
     )
     sim_table = format_similarity(sims)
+    shared = {
+        name.removesuffix(", clip mean removed"): statistics.mean(t.shared) for name, t in centred.items()
+    }
+    shared_text = "; ".join(f"{name} {value:.3f}" for name, value in shared.items())
 
     def mean(kind: str, label: str, i: int) -> float:
         return statistics.mean(r[label][i] for r in results[kind])
@@ -314,7 +340,9 @@ def main() -> None:
             vid_sim < img_sim,
             f"off-diagonal similarity: image {img_sim:.3f}, video {vid_sim:.3f}; untrained: image "
             f"{sims['image teacher (MAE), random init'].off_diagonal:.3f}, video "
-            f"{sims['video teacher (VideoMAE), random init'].off_diagonal:.3f}",
+            f"{sims['video teacher (VideoMAE), random init'].off_diagonal:.3f}; clip mean removed: image "
+            f"{sims['image teacher (MAE), clip mean removed'].off_diagonal:.3f}, video "
+            f"{sims['video teacher (VideoMAE), clip mean removed'].off_diagonal:.3f}",
         ),
     ]
     wall, cpu = time.perf_counter() - start, cpu_seconds() - cpu_start
@@ -327,6 +355,8 @@ def main() -> None:
             table,
             "Cross-frame cosine similarity of the teachers' targets (off-diagonal mean; by temporal distance):",
             sim_table,
+            "Share of the clip's mean token in its tokens (|mean token| / mean |token|; 1 = every token the "
+            "same vector): " + shared_text,
             "Claims (held = linear-probe means in the claimed order; margins are differences of seed means):\n"
             + "\n".join(f"- {c}: {'holds' if ok else 'does NOT hold'} ({why})" for c, ok, why in claims),
             f"This invocation: {wall / 60:.1f} min wall, {cpu / 60:.1f} min CPU (runs reused from an earlier "
@@ -343,6 +373,7 @@ def main() -> None:
                 "reference": {k: v[1] for k, v in reference.items()},
                 "similarity_off_diagonal": {k: s.off_diagonal for k, s in sims.items()},
                 "similarity_by_distance": {k: s.by_distance().tolist() for k, s in sims.items()},
+                "mean_token_share": shared,
                 "claims": {c: ok for c, ok, _ in claims},
                 "invocation": {"wall_s": wall, "cpu_s": cpu},
             },

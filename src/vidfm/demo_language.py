@@ -49,7 +49,9 @@ def language_rows(
         demo: the :class:`~vidfm.demo.DemoConfig` (seed, workers, pool).
         budget_s: seconds for the whole route. Stage 2 runs only when stage 1 with its probe left more than
             40% of it, and its probe row only when 15% is left after its training and retrieval.
-        stage2_steps: stage-2 steps (the ``umt_stage2:tiny`` recipe has 120; the demo takes fewer).
+        stage2_steps: stage-2 steps. The ``umt_stage2:tiny`` recipe has 600: its contrastive loss stays at
+            log(batch) for ~180 steps (docs/umt.md), so the demo's few steps show the route working, and its
+            retrieval score is expected near chance.
         steps: when given, every stage trains this many steps (quick runs and tests).
     """
     from vidfm.demo import probe_rows

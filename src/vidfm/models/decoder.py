@@ -95,8 +95,12 @@ class MaskedDecoder(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"mask_token"}
 
-    def forward(self, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
-        """tokens [B,Nv,Din] (encoder output at ``visible`` [B,Nv]); masked [B,Nm] -> [B,Nm,out_dim]."""
+    def forward(
+        self, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor, all_slots: bool = False
+    ) -> torch.Tensor:
+        """tokens [B,Nv,Din] (encoder output at ``visible`` [B,Nv]); masked [B,Nm] -> [B,Nm,out_dim], or with
+        ``all_slots`` [B,Nv+Nm,out_dim] for every slot, visible ones first (VideoPrism predicts all tokens).
+        Each token takes the position of its slot in ``visible``, whatever it holds (shuffled tokens too)."""
         b = tokens.shape[0]
         pos = self.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
         width = pos.shape[-1]
@@ -107,4 +111,4 @@ class MaskedDecoder(nn.Module):
         )
         for block in self.blocks:
             x = block(x)
-        return self.head(self.norm(x[:, -masked.shape[1] :]))
+        return self.head(self.norm(x if all_slots else x[:, -masked.shape[1] :]))

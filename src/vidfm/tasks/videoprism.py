@@ -161,24 +161,12 @@ def load_stage1(run_dir: str | Path):  # noqa: ANN201 - (VideoEncoder, VideoHead
 def decode_all(
     decoder: MaskedDecoder, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor
 ) -> torch.Tensor:
-    """A :class:`MaskedDecoder`'s weights run over [visible slots, mask tokens] -> predictions [B, Nv+Nm, D']
-    for every slot (VideoPrism predicts all tokens; MaskedDecoder's own forward keeps the masked ones only).
+    """Predictions [B, Nv+Nm, D'] for every slot, visible slots first (VideoPrism predicts all tokens).
 
     tokens [B,Nv,Din] take the position embeddings of ``visible`` [B,Nv] slot by slot, whatever token they
     hold: shuffled tokens therefore sit at positions that are not their own.
     """
-    b = tokens.shape[0]
-    pos = decoder.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
-    x = torch.cat(
-        [
-            decoder.encoder_to_decoder(tokens) + gather_tokens(pos, visible),
-            decoder.mask_token.to(tokens.dtype) + gather_tokens(pos, masked),
-        ],
-        1,
-    )
-    for block in decoder.blocks:
-        x = block(x)
-    return decoder.head(decoder.norm(x))
+    return decoder(tokens, visible, masked, all_slots=True)
 
 
 class VideoPrismStage2Task(nn.Module):

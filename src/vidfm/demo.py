@@ -143,7 +143,7 @@ def save_reconstruction(task, cfg, manifest: Path, out: Path, seed: int, device:
     clip = to_unit_range(video[0], task.mean, task.std)[None]  # [1,C,T,H,W]
     patches = patchify(clip, t, p)  # [1,N,P,C]
     if task.normalize_target:  # undo the per-patch normalisation with the true patch statistics
-        mu, sd = patches.mean(-2, keepdim=True), patches.var(-2, keepdim=True).sqrt() + 1e-6
+        mu, sd = patches.mean(-2, keepdim=True), patches.var(-2, keepdim=True).sqrt() + task.target_eps
         pred = pred.view(1, -1, patches.shape[2], patches.shape[3])
         pred = pred * torch.gather(sd, 1, _idx(mask.masked, sd)) + torch.gather(mu, 1, _idx(mask.masked, mu))
     recon, masked_view = patches.clone(), patches.clone()

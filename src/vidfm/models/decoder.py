@@ -17,7 +17,7 @@ from torch import nn
 from vidfm.layers.attention import QkvBias
 from vidfm.layers.block import Block
 from vidfm.layers.pos_embed import sincos_1d
-from vidfm.models.encoder import _init_weights
+from vidfm.models.encoder import _init_weights, gather_tokens
 
 # Encoder size name -> (decoder width, heads). S/B/L/H from official VideoMAE ``modeling_pretrain.py``
 # (``pretrain_videomae_{small,base,large,huge}_patch16_224``); T is vidfm's, following the same half-width rule.
@@ -103,9 +103,7 @@ class MaskedDecoder(nn.Module):
         Each token takes the position of its slot in ``visible``, whatever it holds (shuffled tokens too)."""
         b = tokens.shape[0]
         pos = self.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
-        width = pos.shape[-1]
-        pos_vis = torch.gather(pos, 1, visible.unsqueeze(-1).expand(-1, -1, width))
-        pos_mask = torch.gather(pos, 1, masked.unsqueeze(-1).expand(-1, -1, width))
+        pos_vis, pos_mask = gather_tokens(pos, visible), gather_tokens(pos, masked)
         x = torch.cat(
             [self.encoder_to_decoder(tokens) + pos_vis, self.mask_token.to(tokens.dtype) + pos_mask], 1
         )

@@ -31,7 +31,7 @@ from torch import nn
 
 from vidfm.layers.attention import QkvBias
 from vidfm.layers.block import Block, NormKind, make_norm
-from vidfm.layers.patch_embed import PatchEmbed3D
+from vidfm.layers.patch_embed import PatchEmbed3D, gather_tokens
 from vidfm.layers.pos_embed import interpolate_grid, sincos_1d, sincos_3d
 
 # name -> (width, depth, heads, mlp_ratio); big_vision-style "B/16" strings add the patch size.
@@ -131,11 +131,6 @@ class EncoderOutput:
         return self.tokens.mean(dim=1)
 
 
-def gather_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """x [B,N,D], index [B,K] -> [B,K,D]."""
-    return torch.gather(x, 1, index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
-
-
 class VideoEncoder(nn.Module):
     """The video ViT. See :class:`EncoderConfig` for the arguments."""
 
@@ -230,10 +225,16 @@ class VideoEncoder(nn.Module):
     def no_weight_decay(self) -> set[str]:
         return {"pos_embed", "cls_token", "cls_pos", "temporal_pos"}
 
-    def embed(self, video: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int, int]]:
-        """video [B,C,T,H,W] -> tokens with position embedding [B,N,D], grid."""
-        x, grid = self.patch_embed(video)
-        return x + self.position_embedding(grid).to(x.dtype), grid
+    def embed(
+        self, video: torch.Tensor, visible: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+        """video [B,C,T,H,W] -> tokens with position embedding [B,N,D] (only the ``visible`` [B,K] ones, [B,K,D],
+        when given: masked tubes are never embedded), grid."""
+        x, grid = self.patch_embed(video, visible)
+        pos = self.position_embedding(grid).to(x.dtype)  # [1,N,D]
+        if visible is not None:
+            pos = gather_tokens(pos.expand(x.shape[0], -1, -1), visible)
+        return x + pos, grid
 
     def run_blocks(
         self, x: torch.Tensor, keep: set[int], frames: int | None = None
@@ -303,9 +304,7 @@ class VideoEncoder(nn.Module):
                 mode takes tube-shaped sets only (see the module docstring).
             return_layers: block indices (negative counts from the end) whose outputs go to ``hidden``.
         """
-        x, grid = self.embed(video)
-        if visible is not None:
-            x = gather_tokens(x, visible)
+        x, grid = self.embed(video, visible)
         n_special = 0
         if self.cls_token is not None:
             cls = self.cls_token + (self.cls_pos if self.cls_pos is not None else 0)

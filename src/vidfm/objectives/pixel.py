@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from einops import rearrange
 
+from vidfm.layers.patch_embed import gather_tubes
+
 
 def patchify(video: torch.Tensor, tubelet: int, patch: int) -> torch.Tensor:
     """video [B,C,T,H,W] -> [B, N, t·p·p, C] with tokens in the encoder's (t, h, w) order."""
@@ -36,21 +38,26 @@ def pixel_target(
     patch: int,
     normalize: bool = True,
     eps: float = 1e-6,
+    index: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Reconstruction target per token: [B, N, t·p·p·C].
+    """Reconstruction target per token: [B, N, t·p·p·C], or [B, K, t·p·p·C] for the tokens in ``index`` [B,K].
 
     As official VideoMAE ``engine_for_pretraining.py``: undo the input normalisation, then (``normalize``)
-    standardise each tubelet's pixels per channel with its own mean and unbiased std (+1e-6), and flatten
-    (p c). Without ``normalize`` the target is the raw [0, 1] pixels.
+    standardise each tubelet's pixels per channel with its own mean and unbiased std (+``eps``), and flatten
+    (p c). Without ``normalize`` the target is the raw [0, 1] pixels. Each token's target depends on its own
+    tubelet only, so gathering the masked ones first (``index``) gives the same values for a tenth of the work.
     Args: video [B,C,T,H,W] normalised input; mean, std [C] of that normalisation.
     """
-    raw = video.float() * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
-    patches = patchify(raw, tubelet, patch)  # [B,N,P,C]
-    if normalize:
-        patches = (patches - patches.mean(dim=-2, keepdim=True)) / (
-            patches.var(dim=-2, keepdim=True).sqrt() + eps
-        )
-    return patches.flatten(2)
+    b, c, t, h, w = video.shape
+    if index is None:
+        index = torch.arange((t // tubelet) * (h // patch) * (w // patch), device=video.device).expand(b, -1)
+    tubes = gather_tubes(video.float(), index, tubelet, patch).flatten(3)  # [B,K,C,P]
+    tubes = tubes * std[:, None] + mean[:, None]  # [0, 1] pixels
+    if normalize:  # mean and unbiased variance written out: torch.var is several times slower on CPU here
+        centred = tubes - tubes.mean(dim=-1, keepdim=True)
+        var = (centred * centred).sum(dim=-1, keepdim=True) / (tubes.shape[-1] - 1)
+        tubes = centred / (var.sqrt() + eps)
+    return tubes.transpose(-1, -2).flatten(2)  # [B,K,P·C], (p c) order
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

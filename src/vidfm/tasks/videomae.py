@@ -24,6 +24,9 @@ class VideoMAETask(nn.Module):
         mask: mask config (tube, 0.9 in VideoMAE).
         augment: crop/normalise config; the clip size must match ``encoder.img_size``.
         normalize_target: per-patch normalised pixels (VideoMAE default) or raw pixels.
+        target_eps: added to each patch's pixel std before dividing (official VideoMAE: 1e-6). A larger
+            value (e.g. 0.05 on [0, 1] pixels) keeps near-flat patches, whose normalised target is mostly
+            codec noise blown up to unit variance, from dominating the loss (see :func:`pixel_target`).
     """
 
     def __init__(
@@ -33,12 +36,14 @@ class VideoMAETask(nn.Module):
         mask: MaskConfig,
         augment: AugmentConfig,
         normalize_target: bool = True,
+        target_eps: float = 1e-6,
     ) -> None:
         super().__init__()
         self.encoder = VideoEncoder(encoder)
         self.augment = VideoAugment(augment)
         self.mask_cfg = mask
         self.normalize_target = normalize_target
+        self.target_eps = target_eps
         t, p = encoder.tubelet, self.encoder.patch
         width, heads = decoder_dims(decoder, encoder.size)
         out_dim = encoder.in_chans * t * p * p
@@ -54,9 +59,15 @@ class VideoMAETask(nn.Module):
         out = self.encoder(video, visible=mask.visible)
         pred = self.decoder(out.tokens, mask.visible, mask.masked)
         target = pixel_target(
-            video, self.mean, self.std, self.encoder.cfg.tubelet, self.encoder.patch, self.normalize_target
+            video,
+            self.mean,
+            self.std,
+            self.encoder.cfg.tubelet,
+            self.encoder.patch,
+            self.normalize_target,
+            self.target_eps,
+            index=mask.masked,
         )
-        target = torch.gather(target, 1, mask.masked.unsqueeze(-1).expand(-1, -1, target.shape[-1]))
         return pred, target
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:

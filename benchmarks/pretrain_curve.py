@@ -34,6 +34,8 @@ VARIANTS: dict[str, list[str]] = {
     "mask0.75": ["mask.ratio=0.75"],
     "raw-pixels": ["normalize_target=false"],
     "patch16": ["encoder.size=T/16"],
+    "eps0.05": ["target_eps=0.05"],  # patch-std floor: flat patches' codec noise no longer unit-variance
+    "eps0.05-mask0.75": ["target_eps=0.05", "mask.ratio=0.75"],
 }
 
 

@@ -51,11 +51,14 @@ class VideoMAERecipe:
     )
     blr: float | None = 1.5e-4
     normalize_target: bool = True
+    target_eps: float = 1e-6  # official VideoMAE adds 1e-6 to the patch std; see VideoMAETask
 
     def build_task(self) -> nn.Module:
         from vidfm.tasks.videomae import VideoMAETask
 
-        return VideoMAETask(self.encoder, self.decoder, self.mask, self.augment, self.normalize_target)
+        return VideoMAETask(
+            self.encoder, self.decoder, self.mask, self.augment, self.normalize_target, self.target_eps
+        )
 
 
 def config(variant: str = "") -> VideoMAERecipe:

@@ -36,6 +36,10 @@ VARIANTS: dict[str, list[str]] = {
     "patch16": ["encoder.size=T/16"],
     "eps0.05": ["target_eps=0.05"],  # patch-std floor: flat patches' codec noise no longer unit-variance
     "eps0.05-mask0.75": ["target_eps=0.05", "mask.ratio=0.75"],
+    # A tube mask at 0.9 leaves ~6 of the 64 positions per frame visible; the 24-px digit covers ~9, so the
+    # encoder rarely sees it. These variants show the digit more often.
+    "mask0.5": ["mask.ratio=0.5"],
+    "random0.9": ["mask.kind=random"],  # MAE-ST's random masking: other frames reveal the masked digit parts
 }
 
 

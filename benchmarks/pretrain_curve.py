@@ -41,7 +41,6 @@ VARIANTS: dict[str, list[str]] = {
     "mask0.5": ["mask.ratio=0.5"],
     "random0.9": ["mask.kind=random"],  # MAE-ST's random masking: other frames reveal the masked digit parts
     "eps0.05-random0.9": ["target_eps=0.05", "mask.kind=random"],
-    "eps0.05-random0.9-lr3e-3": ["target_eps=0.05", "mask.kind=random", "train.lr=3e-3"],
 }
 
 

@@ -73,6 +73,10 @@ def tiny() -> VideoMAERecipe:
     - 8-pixel patches: at 64² a 16-pixel patch leaves 4×4 positions per frame, too coarse for a 24-pixel digit.
     - lr 1e-3 instead of the linear rule (1.5e-4 × 16 / 256 ≈ 9e-6 at batch 16, under which the loss barely
       moves in a few hundred steps; ``benchmarks/pretrain_curve.py --variants official tiny`` compares them).
+
+    At this budget (5 epochs of digits-motion) the features do not beat random init: most masked tubes are
+    smooth background whose normalised target is codec noise (``benchmarks/mae_target_buckets.py``), and the
+    official small-data schedule is 3,200 epochs (UCF101 ``pretrain.sh``). See the README's measured section.
     """
     return VideoMAERecipe(
         encoder=EncoderConfig(size="T/8", depth=4, tubelet=2, num_frames=16, img_size=64),

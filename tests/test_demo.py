@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import json
 
-from vidfm.demo import DemoConfig, run_demo
+from vidfm.demo import DemoConfig, run_demo, train_stage
+from vidfm.recipes import load_run_config
 
 
 def test_demo_writes_every_row_and_the_report(tmp_path):
@@ -29,3 +30,8 @@ def test_demo_writes_every_row_and_the_report(tmp_path):
     notes = json.loads((report / "summary.json").read_text())["notes"]
     assert any("text->video" in n and "R@1" in n for n in notes)
     assert "UMT stage 2" in table and "R@1" in (report / "results.md").read_text()
+    assert not any("reused" in n for n in notes)
+    # A second demo into the same folder resumes the finished runs; the notes must say so (its time would
+    # otherwise read as a speed-up).
+    seconds, reused = train_stage(load_run_config(tmp_path / "run"), tmp_path / "run")
+    assert reused and seconds < 60

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -62,7 +63,6 @@ def run_demo(demo: DemoConfig) -> str:
     from vidfm.models.encoder import VideoEncoder
     from vidfm.recipes.videomae import tiny
     from vidfm.train.checkpoint import load_model_weights
-    from vidfm.train.pretrain import pretrain
 
     start = time.perf_counter()
     out = Path(demo.out)
@@ -86,7 +86,9 @@ def run_demo(demo: DemoConfig) -> str:
     log.info(
         "pre-training VideoMAE (%s, depth %s) for %d steps", cfg.encoder.size, cfg.encoder.depth, train.steps
     )
-    pretrain(cfg, run_dir)
+    notes: list[str] = []
+    if train_stage(cfg, run_dir)[1]:
+        notes.append(f"VideoMAE: reused the finished run in {run_dir} (remove it to train again)")
 
     torch.manual_seed(demo.seed)
     random_encoder = VideoEncoder(cfg.encoder)
@@ -96,14 +98,14 @@ def run_demo(demo: DemoConfig) -> str:
     rows += probe_rows("random init", random_encoder, cfg, manifest, demo)
     rows += probe_rows("VideoMAE pre-trained", task.encoder, cfg, manifest, demo)
     curves = {"VideoMAE": run_dir / "metrics.jsonl"}
-    notes: list[str] = []
     if demo.language:
         from vidfm.demo_language import language_rows
 
-        lang_rows, notes = language_rows(
+        lang_rows, lang_notes = language_rows(
             manifest, out, demo, budget_s=demo.language_budget_s, steps=demo.language_steps
         )
         rows += lang_rows
+        notes += lang_notes
         stages = {"clip_image teacher": "clip", "UMT stage 1": "umt", "UMT stage 2": "umt2"}
         curves.update({name: out / folder / "metrics.jsonl" for name, folder in stages.items()})
     header = ["encoder", "label", "linear top-1", "kNN top-1"]
@@ -119,6 +121,20 @@ def run_demo(demo: DemoConfig) -> str:
     (report / "summary.json").write_text(json.dumps(summary, indent=2))
     table += "".join(f"\n- {line}" for line in notes)
     return table + f"\n\n(chance: digit 0.100, motion 0.125; {elapsed / 60:.1f} min; report in {report})"
+
+
+def train_stage(cfg: Any, run_dir: Path) -> tuple[float, bool]:
+    """Pre-train ``cfg`` into ``run_dir`` -> (seconds, whether a finished run there was reused instead).
+
+    Runs resume by default, so a demo re-run into the same folder skips finished stages; the notes say so,
+    or its minutes would read as a speed-up."""
+    from vidfm.train.checkpoint import list_checkpoints
+    from vidfm.train.pretrain import pretrain
+
+    finished = any(step >= cfg.train.steps for step, _ in list_checkpoints(run_dir))
+    start = time.perf_counter()
+    pretrain(cfg, run_dir)
+    return time.perf_counter() - start, finished
 
 
 @torch.no_grad()

@@ -25,12 +25,12 @@ def _tiny(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
     return apply_overrides(get_recipe(recipe), [*sets, *overrides])
 
 
-def _train(cfg: Any, run_dir: Path) -> float:
-    from vidfm.train.pretrain import pretrain
+def _train(cfg: Any, run_dir: Path) -> str:
+    """Train one stage; its note's time ("reused" when the folder held the finished run)."""
+    from vidfm.demo import train_stage
 
-    start = time.perf_counter()
-    pretrain(cfg, run_dir)
-    return time.perf_counter() - start
+    seconds, reused = train_stage(cfg, run_dir)
+    return f"reused the finished run in {run_dir}" if reused else f"{seconds:.0f} s"
 
 
 def language_rows(
@@ -68,9 +68,9 @@ def language_rows(
     if steps is not None:
         stage2_steps = steps
     clip_cfg = _tiny("clip_image:tiny", manifest, demo, *short)
-    notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {_train(clip_cfg, out / 'clip'):.0f} s")
+    notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {_train(clip_cfg, out / 'clip')}")
     umt_cfg = _tiny("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}", *short)
-    notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {_train(umt_cfg, out / 'umt'):.0f} s")
+    notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {_train(umt_cfg, out / 'umt')}")
     rows = probe_rows(
         "UMT stage 1 (clip_image teacher)", _encoder(umt_cfg, out / "umt", demo.seed), umt_cfg, manifest, demo
     )
@@ -86,7 +86,7 @@ def language_rows(
         f"train.steps={stage2_steps}",
         f"train.warmup_steps={max(1, stage2_steps // 10)}",
     )
-    notes.append(f"UMT stage 2: {stage2_steps} steps, {_train(stage2, out / 'umt2'):.0f} s")
+    notes.append(f"UMT stage 2: {stage2_steps} steps, {_train(stage2, out / 'umt2')}")
     device = default_device()
     result = evaluate_retrieval(
         out / "umt2", manifest, "test", workers=demo.workers, device=device, progress=False

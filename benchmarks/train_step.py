@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
+from collections.abc import Callable
 
 import torch
 from common import count_flops, time_steps
@@ -93,14 +94,17 @@ def main() -> None:
     bool_masked.scatter_(1, mask.masked, True)
     hf_video = video.transpose(1, 2).contiguous()  # HF takes [B,T,C,H,W]
 
-    def step_ours() -> torch.Tensor:
-        pred, target = ours.reconstruct(video, mask)
-        return masked_mse(pred, target)
+    def loss_ours(task: torch.nn.Module) -> Callable[[], torch.Tensor]:
+        def loss() -> torch.Tensor:
+            pred, target = task.reconstruct(video, mask)
+            return masked_mse(pred, target)
 
-    def step_theirs() -> torch.Tensor:
-        return theirs(pixel_values=hf_video, bool_masked_pos=bool_masked).loss
+        return loss
 
-    runs = [("vidfm", ours, step_ours), ("HF VideoMAEForPreTraining", theirs, step_theirs)]
+    def loss_theirs(model: torch.nn.Module) -> Callable[[], torch.Tensor]:
+        return lambda: model(pixel_values=hf_video, bool_masked_pos=bool_masked).loss
+
+    runs = [("vidfm", ours, loss_ours(ours)), ("HF VideoMAEForPreTraining", theirs, loss_theirs(theirs))]
     if args.compile:
         from vidfm.train.distributed import compile_blocks
 
@@ -108,17 +112,9 @@ def main() -> None:
         compile_blocks(ours_c)
         for layer in [*theirs_c.videomae.encoder.layer, *theirs_c.decoder.decoder_layers]:
             layer.compile()
-
-        def step_ours_c() -> torch.Tensor:
-            pred, target = ours_c.reconstruct(video, mask)
-            return masked_mse(pred, target)
-
-        def step_theirs_c() -> torch.Tensor:
-            return theirs_c(pixel_values=hf_video, bool_masked_pos=bool_masked).loss
-
         runs += [
-            ("vidfm, compiled", ours_c, step_ours_c),
-            ("HF VideoMAEForPreTraining, compiled", theirs_c, step_theirs_c),
+            ("vidfm, compiled", ours_c, loss_ours(ours_c)),
+            ("HF VideoMAEForPreTraining, compiled", theirs_c, loss_theirs(theirs_c)),
         ]
     steps = []
     for _name, model, fn in runs:

@@ -43,7 +43,7 @@ def pretrain_layout(encoder: VideoEncoder, decoder: MaskedDecoder) -> dict[str, 
 def tiny_pretrain() -> tuple[VideoEncoder, MaskedDecoder]:
     torch.manual_seed(0)
     encoder = VideoEncoder(EncoderConfig(**ENC)).eval()
-    # width 96 is vidfm's standard decoder of a T encoder (3 heads): the converter finds the heads itself.
+    # width 96 is no official decoder: the converter is told its heads (decoder_heads=3).
     dec_cfg = DecoderConfig(depth=2, width=96, heads=3, norm_eps=1e-6)
     decoder = MaskedDecoder(64, dec_cfg, 96, 3, 3 * 2 * 16 * 16, encoder.grid).eval()
     randomise(encoder, decoder)
@@ -69,7 +69,9 @@ def test_pretrain_checkpoint_loads_with_biases_and_same_output(tmp_path, wrapper
     else:
         obj = {f"module.{k}": v for k, v in sd.items()}
     torch.save(obj, tmp_path / "checkpoint.pth")
-    conv = from_official_videomae(tmp_path / "checkpoint.pth", heads=4, num_frames=4, img_size=32)
+    conv = from_official_videomae(
+        tmp_path / "checkpoint.pth", heads=4, num_frames=4, img_size=32, decoder_heads=3
+    )
     assert conv.encoder.qkv_bias == "qv" and conv.encoder.final_norm and conv.extras == {}
     assert (conv.decoder.depth, conv.decoder.width, conv.decoder.heads) == (2, 96, 3)
     for i in range(2):
@@ -118,14 +120,19 @@ def test_finetuned_checkpoint_keeps_classifier_and_layer_scale(tmp_path) -> None
         from_official_videomae(tmp_path / "finetuned.pth", heads=4, num_frames=8, img_size=32)
 
 
-def test_sizes_come_from_shapes_and_the_size_table() -> None:
+def test_sizes_come_from_shapes_and_heads_from_the_caller() -> None:
     torch.manual_seed(0)
     encoder = VideoEncoder(EncoderConfig(size="S/16", depth=2, num_frames=4, img_size=32, qkv_bias="none"))
     sd = {k: v for k, v in encoder.state_dict().items()}
-    conv = from_official_videomae(sd, num_frames=4, img_size=32)  # width 384 -> 6 heads (ViT-S)
+    # A 2-block ViT-S width is no official model: the heads are not guessed from the width.
+    with pytest.raises(ValueError, match="pass --heads"):
+        from_official_videomae(sd, num_frames=4, img_size=32)
+    conv = from_official_videomae(sd, heads=6, num_frames=4, img_size=32)
     assert (conv.encoder.dims()[:3], conv.encoder.qkv_bias, conv.encoder.tubelet) == ((384, 2, 6), "none", 2)
-    with pytest.raises(ValueError, match="no standard size"):
-        from_official_videomae(pretrain_layout(*tiny_pretrain()), num_frames=4, img_size=32)
+    with pytest.raises(ValueError, match="does not divide"):
+        from_official_videomae(sd, heads=5, num_frames=4, img_size=32)
+    with pytest.raises(ValueError, match="pass --decoder-heads"):
+        from_official_videomae(pretrain_layout(*tiny_pretrain()), heads=4, num_frames=4, img_size=32)
 
 
 def test_unknown_layouts_name_the_keys(tmp_path) -> None:
@@ -138,7 +145,7 @@ def test_unknown_layouts_name_the_keys(tmp_path) -> None:
     finetuned = {k[len("encoder.") :]: v for k, v in sd.items() if k.startswith("encoder.")}
     with pytest.raises(ValueError, match="blocks.0.attn.rel_pos_bias"):
         from_official_videomae({**finetuned, "blocks.0.attn.rel_pos_bias": torch.zeros(1)}, heads=4)
-    with pytest.raises(ValueError, match="expected 'model' or 'module'"):
+    with pytest.raises(ValueError, match="no state dict found"):
         from_official_videomae({"state": sd, "epoch": 3}, heads=4)
     with pytest.raises(ValueError, match="not an official VideoMAE encoder"):
         from_official_videomae({"visual.conv1.weight": torch.zeros(1)})
@@ -155,7 +162,7 @@ def test_cli_official_to_vidfm_and_hf(tmp_path, monkeypatch) -> None:
     encoder, decoder = tiny_pretrain()
     head = {"head.weight": torch.randn(3, 64), "head.bias": torch.randn(3)}
     torch.save({"model": pretrain_layout(encoder, decoder)}, tmp_path / "ckpt.pth")
-    size = ["--heads", "4", "--num-frames", "4", "--img-size", "32"]
+    size = ["--heads", "4", "--decoder-heads", "3", "--num-frames", "4", "--img-size", "32"]
     assert cli.main(["convert", str(tmp_path / "ckpt.pth"), str(tmp_path / "out"), *size]) == 0
     conv = load_vidfm_checkpoint(tmp_path / "out")
     assert conv.decoder is not None and conv.encoder.qkv_bias == "qv"

@@ -158,6 +158,8 @@ def load_encoder(path: str | Path, fmt: str = "auto", **official: Any) -> VideoE
     """A ready :class:`VideoEncoder` (eval mode) from a vidfm run/folder/safetensors file, an HF (VideoMAE or
     VideoPrism vision) folder or an
     official VideoMAE ``.pth``, detected automatically (see :func:`read_checkpoint`)."""
+    if (detect_format(path) if fmt == "auto" else fmt) == "official":
+        official = {**official, "encoder_only": True}
     conv = read_checkpoint(path, fmt, **official)
     return build_models(conv.encoder, None, conv.state_dict)[0]
 

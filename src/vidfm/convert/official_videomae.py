@@ -22,14 +22,8 @@ from pathlib import Path
 
 import torch
 
-from vidfm.convert.videomae import (
-    Converted,
-    StateDict,
-    count_blocks,
-    decoder_config,
-    encoder_config,
-    standard_heads,
-)
+from vidfm.convert.layouts import REGISTERED_DECODERS, resolve_heads, unwrap
+from vidfm.convert.videomae import Converted, StateDict, count_blocks, decoder_config, encoder_config
 from vidfm.io import load_tensors, safe_torch_load
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
@@ -69,19 +63,11 @@ def load_official_state_dict(path: str | Path) -> StateDict:
 
 
 def unwrap_official(obj: dict) -> StateDict:
-    """``{"model": sd}`` / ``{"module": sd}`` / ``sd`` -> sd with any DDP ``module.`` prefix removed."""
-    for key in ("model", "module"):
-        if isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    non_tensors = sorted(k for k, v in obj.items() if not isinstance(v, torch.Tensor))
-    if non_tensors:
-        raise ValueError(
-            f"no state dict found: top-level keys {sorted(obj)[:12]} (expected 'model' or 'module')"
-        )
-    if obj and all(k.startswith("module.") for k in obj):
-        obj = {k[len("module.") :]: v for k, v in obj.items()}
-    return dict(obj)
+    """``{"model": sd}`` / ``{"module": sd}`` / ``{"model_ema": sd}`` / ``sd`` -> sd without DDP's ``module.``
+    prefix (:func:`vidfm.convert.layouts.unwrap`)."""
+    sd, how = unwrap(obj)
+    log.info("checkpoint wrapper: %s", how)
+    return sd
 
 
 def _rename_block_keys(sd: StateDict) -> StateDict:
@@ -110,11 +96,12 @@ def _encoder(
     if patch != patch_w:
         raise ValueError(f"non-square patches {patch}x{patch_w} are not supported")
     depth = count_blocks(sd, "blocks.")
+    mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
     cfg = encoder_config(
         width,
         depth,
-        heads or standard_heads(width),
-        sd["blocks.0.mlp.fc1.weight"].shape[0],
+        resolve_heads(width, depth, mlp, heads),
+        mlp,
         patch,
         tubelet=tubelet,
         num_frames=num_frames,
@@ -144,16 +131,21 @@ def from_official_videomae(
     img_size: int = 224,
     decoder_heads: int | None = None,
     norm_eps: float = OFFICIAL_NORM_EPS,
+    encoder_only: bool = False,
 ) -> Converted:
     """Convert an official VideoMAE checkpoint (pre-training or fine-tuned) to vidfm.
 
     Args:
         path_or_state_dict: a ``.pth`` (loaded with ``weights_only=True``) or ``.safetensors`` file, or an
             already loaded dict (wrapped in ``model``/``module`` or not).
-        heads: encoder heads; default: the standard size with the checkpoint's width (S 6, B 12, L 16, …).
+        heads: encoder heads; default: those of the official model with the checkpoint's width, depth and MLP
+            (:func:`~vidfm.convert.layouts.resolve_heads`), else an error asking for them.
         num_frames, img_size: clip the model was trained for (not stored in the checkpoint).
-        decoder_heads: decoder heads; default: the official decoder of that width (192: 3, 384: 6, 512: 8, …).
+        decoder_heads: decoder heads; default: the official decoder of that width and MLP (192: 3, 384: 6,
+            512: 8, 640: 8), else an error asking for them.
         norm_eps: LayerNorm eps (1e-6 in every official model).
+        encoder_only: leave a pre-training decoder out (a teacher or feature extractor needs none, so its
+            heads need not be known).
 
     Returns:
         :class:`Converted` with the fine-tuned classifier (``fc_norm.*``, ``head.*``) in ``extras``.
@@ -170,10 +162,22 @@ def from_official_videomae(
     else:
         enc_sd = {k: v for k, v in sd.items() if not k.startswith(HEAD_PREFIXES)}
         rest = {k: v for k, v in sd.items() if k.startswith(HEAD_PREFIXES)}
+    decoder_keys = ("decoder.", "encoder_to_decoder.weight", "mask_token")
+    unknown = sorted(
+        k for k in rest if not k.startswith(HEAD_PREFIXES) and not (pretrain and k.startswith(decoder_keys))
+    )
+    if unknown:
+        raise ValueError(f"unexpected keys in the official VideoMAE checkpoint: {unknown[:12]}")
     enc_cfg = _encoder(enc_sd, heads, num_frames, img_size, norm_eps)
     state = {f"encoder.{k}": v for k, v in enc_sd.items()}
     extras = {k: rest.pop(k) for k in list(rest) if k.startswith(HEAD_PREFIXES)}
     dec_cfg = None
+    if pretrain and encoder_only:
+        dropped = [k for k in list(rest) if k.startswith(decoder_keys)]
+        for k in dropped:
+            rest.pop(k)
+        if dropped:
+            log.info("encoder only: %d decoder tensors left out", len(dropped))
     if pretrain and "decoder.norm.weight" in rest:
         dec_cfg = _decoder(rest, decoder_heads, norm_eps)
         state["decoder.encoder_to_decoder.weight"] = rest.pop("encoder_to_decoder.weight")
@@ -200,11 +204,12 @@ def _decoder(rest: StateDict, heads: int | None, norm_eps: float) -> DecoderConf
     if any(".ls1.gamma" in k for k in rest):
         raise ValueError("official decoders with LayerScale (init_values > 0) have no vidfm equivalent")
     width = rest["decoder.norm.weight"].shape[0]
+    depth, mlp = count_blocks(rest, "decoder.blocks."), rest["decoder.blocks.0.mlp.fc1.weight"].shape[0]
     return decoder_config(
-        count_blocks(rest, "decoder.blocks."),
+        depth,
         width,
-        heads or standard_heads(width, decoder=True),
-        rest["decoder.blocks.0.mlp.fc1.weight"].shape[0],
+        resolve_heads(width, depth, mlp, heads, "--decoder-heads", "decoder", REGISTERED_DECODERS),
+        mlp,
         _qkv_bias(rest, "decoder."),
         norm_eps,
     )

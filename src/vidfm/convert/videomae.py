@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from vidfm.layers.attention import QkvBias
-from vidfm.models.decoder import DECODER_SIZES, DecoderConfig, MaskedDecoder, decoder_dims
+from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
 from vidfm.models.encoder import SIZES, EncoderConfig, VideoEncoder
 
 StateDict = dict[str, torch.Tensor]
@@ -38,30 +38,15 @@ class Converted(NamedTuple):
 def encoder_config(
     width: int, depth: int, heads: int, mlp_hidden: int, patch: int, **fields: Any
 ) -> EncoderConfig:
-    """EncoderConfig for given dimensions: a standard size string (``"B/16"``) when they match one, else the
-    size whose MLP ratio fits, with explicit width/depth/heads overrides. ``fields``: other config fields."""
+    """EncoderConfig for given dimensions: a standard size string (``"B/16"``) when they match one, else
+    ``"B/<patch>"`` with explicit width/depth/heads/mlp_ratio. ``fields``: other config fields."""
     for name, (w, d, h, mlp) in SIZES.items():
         if (w, d, h) == (width, depth, heads) and int(w * mlp) == mlp_hidden:
             return EncoderConfig(size=f"{name}/{patch}", **fields)
-    # EncoderConfig has no MLP-ratio field: the ratio comes from the size name, so pick a name that gives it.
-    for name, (_, _, _, mlp) in SIZES.items():
-        if int(width * mlp) == mlp_hidden:
-            return EncoderConfig(size=f"{name}/{patch}", width=width, depth=depth, heads=heads, **fields)
-    ratios = sorted({mlp for *_, mlp in SIZES.values()})
-    raise ValueError(
-        f"MLP hidden size {mlp_hidden} for width {width} (ratio {mlp_hidden / width:.4g}) is not one vidfm's "
-        f"encoder sizes provide (ratios {ratios})"
-    )
-
-
-def standard_heads(width: int, decoder: bool = False) -> int:
-    """Heads of the standard encoder (:data:`SIZES`) or decoder (:data:`DECODER_SIZES`) of this width."""
-    rows = DECODER_SIZES.values() if decoder else ((w, h) for w, _, h, _ in SIZES.values())
-    table = dict(rows)
-    if width not in table:
-        what = "decoder" if decoder else "encoder"
-        raise ValueError(f"{what} width {width} is no standard size; pass its number of heads explicitly")
-    return table[width]
+    ratio = mlp_hidden / width
+    if int(width * ratio) != mlp_hidden:
+        raise ValueError(f"MLP hidden size {mlp_hidden} is not representable as width {width} × a ratio")
+    return EncoderConfig(size=f"B/{patch}", width=width, depth=depth, heads=heads, mlp_ratio=ratio, **fields)
 
 
 def decoder_config(

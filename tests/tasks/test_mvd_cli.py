@@ -53,7 +53,7 @@ def test_mvd_stages_from_the_cli(tmp_path, manifest, capsys) -> None:
     rows = [json.loads(line) for line in (tmp_path / "mvd" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2 and {"loss", "loss_image", "loss_video"} <= set(rows[-1])
     cfg = load_run_config(tmp_path / "mvd")
-    assert cfg.teachers.image == str(tmp_path / "img") and cfg.encoder.pos_embed == "sincos_3d"
+    assert cfg.teachers.image == str(tmp_path / "img") and cfg.encoder.pos_embed == "sincos_3d_mvd"
     from vidfm.io import load_tensors
 
     saved = load_tensors(latest_checkpoint(tmp_path / "mvd") / "model.safetensors")

@@ -1,11 +1,18 @@
-"""``vidfm convert SRC OUT --from {auto,hf,official,vidfm} --to {vidfm,hf}``.
+"""``vidfm convert SRC OUT --from {auto,hf,vidfm,official,<layout>} --to {vidfm,hf,official}``.
 
 Examples::
 
-    vidfm convert MCG-NJU-videomae-base/ out/videomae_b --from hf                 # HF folder -> vidfm
-    vidfm convert checkpoint.pth out/videomae_b --from official --num-frames 16   # official .pth -> vidfm
-    vidfm convert videoprism-base-f16r288/ out/videoprism_b --from hf            # HF VideoPrism vision -> vidfm
-    vidfm convert runs/videomae/ out/hf --from vidfm --to hf                      # run (latest step) -> HF
+    vidfm convert MCG-NJU-videomae-base/ out/videomae_b                     # HF folder -> vidfm
+    vidfm convert checkpoint.pth out/videomae_b --num-frames 16             # official file, layout detected
+    vidfm convert mvd_b_from_b.pth out/mvd_b                                # MVD student with both decoders
+    vidfm convert umt_b16_ptk710.pth out/umt_b --num-frames 8               # UMT stage 1 with its heads
+    vidfm convert vit_g_hybrid_pt.pth out/v2_g --from videomae              # VideoMAE V2 (DeepSpeed 'module')
+    vidfm convert ViT-B-16.pt out/clip_b16 --heads 12                       # OpenAI/UMT-layout CLIP tower
+    vidfm convert runs/videomae/ out/hf --from vidfm --to hf                # run (latest step) -> HF
+    vidfm convert out/mvd_b out/mvd_official --to official                  # back to the official layout
+
+A converted folder is the trainable state of its recipe's task: ``vidfm pretrain --recipe mvd --set
+train.init_from=out/mvd_b ...`` continues training it, decoders (or UMT's alignment heads) included.
 """
 
 from __future__ import annotations
@@ -13,45 +20,77 @@ from __future__ import annotations
 import argparse
 import sys
 
+FORMAT_HELP = (
+    "auto: detect (HF folder, vidfm folder/run, else an official file whose layout is detected); official: "
+    "detect the official layout; or name it"
+)
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from vidfm.convert import FORMATS
+
     p = subparsers.add_parser(
         "convert",
-        help="convert checkpoints between HF transformers, official VideoMAE and vidfm",
-        description="Convert a VideoMAE-family checkpoint or an HF VideoPrism vision model (to vidfm only). "
-        "vidfm output: OUT/model.safetensors + "
-        "OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF output: save_pretrained.",
+        help="convert checkpoints between HF transformers, the official layouts and vidfm",
+        description="Convert a checkpoint: HF VideoMAE/VideoPrism/ViT/ViTMAE/CLIP folders; official VideoMAE, "
+        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student and OpenAI/UMT CLIP files (wrapped in "
+        "model/module/state_dict/model_ema or not). vidfm output: OUT/model.safetensors + OUT/config.yaml "
+        "(+ OUT/extras.safetensors for a fine-tuned classifier); HF output: save_pretrained; official output: "
+        "OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT students.",
     )
-    p.add_argument("src", help="HF folder, official .pth, vidfm run/folder/safetensors file")
+    p.add_argument("src", help="HF folder, official checkpoint file, vidfm run/folder/safetensors file")
     p.add_argument("out", help="output folder")
-    p.add_argument("--from", dest="src_format", choices=["auto", "hf", "official", "vidfm"], default="auto")
-    p.add_argument("--to", dest="dst_format", choices=["vidfm", "hf"], default="vidfm")
-    g = p.add_argument_group("official checkpoints (sizes not stored in the file)")
-    g.add_argument(
-        "--heads", type=int, default=None, help="encoder heads (default: standard size of the width)"
-    )
-    g.add_argument(
-        "--decoder-heads", type=int, default=None, help="decoder heads (default: official decoder)"
-    )
-    g.add_argument("--num-frames", type=int, default=16, help="frames of the training clip")
+    p.add_argument("--from", dest="src_format", choices=FORMATS, default="auto", help=FORMAT_HELP)
+    p.add_argument("--to", dest="dst_format", choices=["vidfm", "hf", "official"], default="vidfm")
+    g = p.add_argument_group("sizes no official file stores (an ambiguous case is an error naming these)")
+    g.add_argument("--heads", type=int, default=None, help="encoder heads (default: the official model's)")
+    g.add_argument("--decoder-heads", type=int, default=None, help="decoder heads (default: the official's)")
+    g.add_argument("--num-frames", type=int, default=None, help="frames of the training clip (16; UMT 8)")
     g.add_argument("--img-size", type=int, default=224, help="image size of the training clip")
     p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidfm.convert import read_checkpoint, save_vidfm_checkpoint, to_hf_videomae
+    from pathlib import Path
+
+    import torch
+
+    from vidfm.convert import (
+        read_checkpoint,
+        save_vidfm_checkpoint,
+        to_hf_videomae,
+        to_official_mvd,
+        to_official_umt,
+    )
     from vidfm.utils import log
 
-    official = dict(
+    options = dict(
         heads=args.heads, decoder_heads=args.decoder_heads, num_frames=args.num_frames, img_size=args.img_size
     )
     try:
-        conv = read_checkpoint(args.src, args.src_format, **official)
+        conv = read_checkpoint(args.src, args.src_format, **options)
         if args.dst_format == "vidfm":
             save_vidfm_checkpoint(
-                args.out, conv.encoder, conv.decoder, conv.state_dict, conv.extras, args.src
+                args.out,
+                conv.encoder,
+                conv.decoder,
+                conv.state_dict,
+                conv.extras,
+                args.src,
+                conv.layout,
+                conv.tower,
             )
+        elif args.dst_format == "official":
+            writers = {"mvd": to_official_mvd, "umt": to_official_umt}
+            if conv.layout not in writers:
+                raise ValueError(
+                    f"--to official writes MVD and UMT students; this is a {conv.layout} checkpoint"
+                )
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+            torch.save({"model": writers[conv.layout](conv)}, Path(args.out) / "checkpoint.pth")
         else:
+            if conv.layout != "videomae":
+                raise ValueError(f"--to hf writes VideoMAE models; this is a {conv.layout} checkpoint")
             if conv.extras:
                 log.warning(
                     "HF VideoMAEModel/ForPreTraining has no place for %s; not written", sorted(conv.extras)
@@ -60,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
         print(f"vidfm convert: error: {e}", file=sys.stderr)
         return 2
-    kind = "with decoder" if conv.decoder is not None else "encoder only"
-    log.info("wrote %s (%s, %s)", args.out, args.dst_format, kind)
+    parts = {"mvd": "with its decoders", "umt": "with its alignment heads", "clip": "a CLIP tower"}
+    kind = parts.get(conv.layout, "with decoder" if conv.decoder is not None else "encoder only")
+    print(f"wrote {args.out} ({args.dst_format}; {conv.layout} layout, {kind})")
     return 0

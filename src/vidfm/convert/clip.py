@@ -1,8 +1,9 @@
 """CLIP image towers (OpenAI layout, HF ``CLIPVisionModel``/``CLIPModel``) -> :class:`CLIPVisionTower` weights.
 
 OpenAI (``clip/model.py`` ``VisionTransformer``; also the visual-only files UMT extracts, which drop the
-``visual.`` prefix)                                          -> vidfm
-    conv1.weight [D,3,p,p] (no bias)                          patch_embed.proj.weight [D,3,1,p,p] (+ zero bias)
+``visual.`` prefix, and UMT's own teacher ``single_modality/models/clip.py``, whose ``conv1`` is a Conv3d
+with time kernel 1)                                          -> vidfm
+    conv1.weight [D,3,p,p] or [D,3,1,p,p] (no bias)           patch_embed.proj.weight [D,3,1,p,p] (+ zero bias)
     class_embedding [D]                                       cls_token [1,1,D]
     positional_embedding [1+N,D]                              cls_pos (row 0), pos_embed (rows 1..N)
     ln_pre / ln_post                                          ln_pre / norm
@@ -16,7 +17,11 @@ HF transformers (``models/clip/modeling_clip.py``; keys under ``vision_model.`` 
 bare in a 5.x ``CLIPVisionModel`` in memory): ``embeddings.{class_embedding, patch_embedding,
 position_embedding}``, ``pre_layrnorm`` (sic), ``encoder.layers.i.{layer_norm1, self_attn.{q,k,v,out}_proj,
 layer_norm2, mlp.fc1, mlp.fc2}``, ``post_layernorm``, and ``visual_projection.weight`` [E,D] (transposed) in
-the models with a projection. Heads: OpenAI's rule ``width // 64``; HF's ``num_attention_heads``.
+the models with a projection. Heads: HF's ``num_attention_heads``; for the OpenAI layout the caller's
+``heads``, else OpenAI's own rule ``vision_heads = vision_width // 64`` (``clip/model.py`` ``build_model``),
+which UMT's ``clip_b16``/``clip_l14`` follow too (12 and 16 heads); a width that is no multiple of 64 needs
+``heads``. Files may wrap the weights (``model``, ``module``, ``state_dict``, ``model_ema``;
+:func:`vidfm.convert.layouts.unwrap`).
 """
 
 from __future__ import annotations
@@ -29,8 +34,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.videomae import StateDict
-from vidfm.io import load_state_dict_file
 from vidfm.teachers.clip import Activation, CLIPVisionConfig, clip_encoder_config
 
 
@@ -70,14 +75,27 @@ def _positions(out: StateDict, pos: torch.Tensor, patch: int) -> int:
     return grid * patch
 
 
-def from_openai_clip(state_dict: StateDict) -> tuple[CLIPVisionConfig, StateDict]:
-    """An OpenAI CLIP state dict (full model with ``visual.*`` or visual-only) -> (config, tower weights)."""
+def is_openai_clip(sd: StateDict) -> bool:
+    """An OpenAI-layout CLIP image tower (full model or visual-only): ``conv1`` and ``class_embedding``."""
+    return any(f"{p}conv1.weight" in sd and f"{p}class_embedding" in sd for p in ("", "visual."))
+
+
+def from_openai_clip(state_dict: dict, heads: int | None = None) -> tuple[CLIPVisionConfig, StateDict]:
+    """An OpenAI-layout CLIP state dict (full model with ``visual.*``, visual-only, UMT's 3-D ``conv1``; bare
+    or wrapped) -> (config, tower weights). ``heads``: the tower's heads (default ``width // 64``)."""
+    state_dict, _ = unwrap(state_dict, "OpenAI CLIP weights")
     sd = {k[len("visual.") :]: v for k, v in state_dict.items() if k.startswith("visual.")} or dict(
         state_dict
     )
     if "conv1.weight" not in sd:
         raise ValueError("not an OpenAI CLIP image tower: no 'visual.conv1.weight' / 'conv1.weight'")
-    conv = sd.pop("conv1.weight")  # [D,3,p,p]
+    conv = sd.pop("conv1.weight")  # [D,3,p,p] (OpenAI) or [D,3,1,p,p] (UMT's Conv3d)
+    if conv.dim() == 5:
+        if conv.shape[2] != 1:
+            raise ValueError(f"a CLIP conv1 with time kernel {conv.shape[2]} is no image tower")
+        conv = conv[:, :, 0]
+    if conv.dim() != 4 or conv.shape[-1] != conv.shape[-2]:
+        raise ValueError(f"conv1.weight of shape {tuple(conv.shape)} is no square-patch image embedding")
     width, patch = conv.shape[0], conv.shape[-1]
     out: StateDict = {
         "patch_embed.proj.weight": conv.unsqueeze(2),
@@ -111,9 +129,13 @@ def from_openai_clip(state_dict: StateDict) -> tuple[CLIPVisionConfig, StateDict
     if sd:
         raise ValueError(f"unexpected keys in the OpenAI CLIP image tower: {sorted(sd)[:12]}")
     mlp = out["blocks.0.mlp.fc1.weight"].shape[0]
-    cfg = _vision_config(
-        width, depth, width // 64, mlp, patch, img_size, None if proj is None else proj.shape[1]
-    )
+    if heads is None:
+        if width % 64:
+            raise ValueError(f"CLIP width {width} is no multiple of 64 (OpenAI's head width): pass --heads")
+        heads = width // 64
+    elif width % heads:
+        raise ValueError(f"--heads {heads} does not divide the CLIP width {width}")
+    cfg = _vision_config(width, depth, heads, mlp, patch, img_size, None if proj is None else proj.shape[1])
     return cfg, out
 
 
@@ -193,9 +215,17 @@ def _convert_hf(c: dict[str, Any], sd: StateDict) -> tuple[CLIPVisionConfig, Sta
     return cfg, out
 
 
-def read_clip(path: str | Path) -> tuple[CLIPVisionConfig, StateDict]:
-    """An HF CLIP folder (``config.json`` inside) or an OpenAI state-dict file -> (config, tower weights)."""
+def read_clip(path: str | Path, heads: int | None = None) -> tuple[CLIPVisionConfig, StateDict]:
+    """An HF CLIP folder (``config.json`` inside), a folder ``vidfm convert`` wrote from a CLIP tower, or an
+    OpenAI-layout state-dict file -> (config, tower weights). ``heads``: for the OpenAI layout only."""
     path = Path(path)
+    if path.is_dir() and (path / "config.yaml").is_file() and not (path / "config.json").is_file():
+        from vidfm.convert import load_vidfm_checkpoint
+
+        conv = load_vidfm_checkpoint(path)
+        if conv.tower is None:
+            raise ValueError(f"{path} holds a converted {conv.layout} checkpoint, not a CLIP tower")
+        return conv.tower, {k[len("visual.") :]: v for k, v in conv.state_dict.items()}
     if path.is_dir():
         file = path / "config.json"
         if not file.is_file():
@@ -203,7 +233,7 @@ def read_clip(path: str | Path) -> tuple[CLIPVisionConfig, StateDict]:
         if json.loads(file.read_text()).get("model_type") not in ("clip", "clip_vision_model"):
             raise ValueError(f"{path} holds no HF CLIP model (model_type clip or clip_vision_model)")
         return from_hf_clip(path)
-    return from_openai_clip(load_openai_state_dict(path))
+    return from_openai_clip(load_openai_state_dict(path), heads=heads)
 
 
 def load_openai_state_dict(path: str | Path) -> StateDict:
@@ -211,15 +241,15 @@ def load_openai_state_dict(path: str | Path) -> StateDict:
     TorchScript archives (read with ``torch.jit.load``, whose constants are tensors, not pickled code)."""
     path = Path(path)
     try:
-        state = load_state_dict_file(path)
+        state = read_checkpoint_file(path)
     except (RuntimeError, ValueError) as err:  # TorchScript archives are not plain pickles
         try:
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except RuntimeError:
             raise ValueError(f"{path}: neither a state dict nor a TorchScript CLIP archive ({err})") from None
-    if isinstance(state.get("state_dict"), dict):
-        state = state["state_dict"]
-    return {k: v for k, v in state.items() if isinstance(v, torch.Tensor)}
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
+    return unwrap(state, str(path))[0]
 
 
-__all__ = ["from_hf_clip", "from_openai_clip", "load_openai_state_dict", "read_clip"]
+__all__ = ["from_hf_clip", "from_openai_clip", "is_openai_clip", "load_openai_state_dict", "read_clip"]

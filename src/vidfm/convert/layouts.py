@@ -13,10 +13,14 @@ and MLP width (``REGISTERED``); anything else is an error that names the argumen
 
 from __future__ import annotations
 
+import argparse
+import pickle
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 
+from vidfm.io import load_tensors, safe_torch_load
 from vidfm.utils import log
 
 StateDict = dict[str, torch.Tensor]
@@ -46,6 +50,30 @@ REGISTERED_DECODERS: dict[tuple[int, int], int] = {
     (512, 2048): 8,
     (640, 2560): 8,
 }
+
+
+def read_checkpoint_file(path: str | Path) -> dict:
+    """A checkpoint file as saved: ``.safetensors``, or ``torch.load(weights_only=True)`` of anything else.
+
+    The official training scripts (``utils.save_model``) also pickle the training ``args`` (an
+    ``argparse.Namespace``); that one class is allowed, nothing else that could run code is.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(path)
+    if path.suffix == ".safetensors":
+        return load_tensors(path)
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = safe_torch_load(path)
+    except pickle.UnpicklingError as e:
+        raise ValueError(
+            f"{path} holds objects weights_only loading refuses ({str(e).splitlines()[0]}); re-save just "
+            "the state dict (torch.save(ckpt['model'], ...)) from a trusted environment"
+        ) from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")
+    return obj
 
 
 def _is_state_dict(obj: object) -> bool:
@@ -135,4 +163,12 @@ def check_table(stored: torch.Tensor, expected: torch.Tensor, name: str, hint: s
     return bool((stored - expected).abs().max() <= 1e-4)
 
 
-__all__ = ["REGISTERED", "WRAPPERS", "check_table", "mlp_ratio", "resolve_heads", "unwrap"]
+__all__ = [
+    "REGISTERED",
+    "WRAPPERS",
+    "check_table",
+    "mlp_ratio",
+    "read_checkpoint_file",
+    "resolve_heads",
+    "unwrap",
+]

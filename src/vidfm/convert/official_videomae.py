@@ -15,16 +15,11 @@ The fixed sincos tables are not stored, so the clip size (frames, image size) is
 
 from __future__ import annotations
 
-import argparse
-import pickle
 import re
 from pathlib import Path
 
-import torch
-
-from vidfm.convert.layouts import REGISTERED_DECODERS, resolve_heads, unwrap
+from vidfm.convert.layouts import REGISTERED_DECODERS, read_checkpoint_file, resolve_heads, unwrap
 from vidfm.convert.videomae import Converted, StateDict, count_blocks, decoder_config, encoder_config
-from vidfm.io import load_tensors, safe_torch_load
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.utils import log
@@ -40,26 +35,16 @@ _ENCODER_KEY = re.compile(
 )
 
 
-def load_official_state_dict(path: str | Path) -> StateDict:
-    """Read an official checkpoint file with ``torch.load(weights_only=True)`` and unwrap it.
+def is_official_videomae(sd: StateDict) -> bool:
+    """A VideoMAE-family encoder (VideoMAE, VideoMAE V2, MVD's video teacher): a 5-D tubelet patch conv at the
+    top level (fine-tuned) or under ``encoder.`` (pre-training)."""
+    w = sd.get("patch_embed.proj.weight", sd.get("encoder.patch_embed.proj.weight"))
+    return w is not None and w.dim() == 5
 
-    ``utils.save_model`` also pickles the training ``args`` (an ``argparse.Namespace``); that one class is
-    allowed, nothing else that could run code is.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        return unwrap_official(load_tensors(path))
-    try:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            obj = safe_torch_load(path)
-    except pickle.UnpicklingError as e:
-        raise ValueError(
-            f"{path} holds objects weights_only loading refuses ({str(e).splitlines()[0]}); re-save just "
-            "the state dict (torch.save(ckpt['model'], ...)) from a trusted environment"
-        ) from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{path}: expected a dict, got {type(obj).__name__}")
-    return unwrap_official(obj)
+
+def load_official_state_dict(path: str | Path) -> StateDict:
+    """Read an official checkpoint file (:func:`~vidfm.convert.layouts.read_checkpoint_file`) and unwrap it."""
+    return unwrap_official(read_checkpoint_file(path))
 
 
 def unwrap_official(obj: dict) -> StateDict:

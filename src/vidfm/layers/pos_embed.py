@@ -30,11 +30,13 @@ def _sincos_axis(positions: torch.Tensor, dim: int) -> torch.Tensor:
     return torch.cat([torch.sin(out), torch.cos(out)], dim=1)
 
 
-def sincos_3d(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
+def sincos_3d(grid: tuple[int, int, int], dim: int, time_first: bool = False) -> torch.Tensor:
     """[T·H·W, dim] separable table: dim/4 channels for time, 3·dim/8 each for h and w.
 
     The split follows the 3-D sincos of MAE-ST / UMT ``models/pos_embed.py`` (``get_3d_sincos_pos_embed``:
-    a quarter of the channels temporal, the rest a 2-D spatial table).
+    a quarter of the channels temporal, the rest a 2-D spatial table), channels [w | h | t]. ``time_first``:
+    MVD's order [t | w | h] (official MVD ``modeling_finetune.py`` ``get_3d_sincos_pos_embed`` concatenates
+    the temporal table before the spatial one, whose ``meshgrid(grid_w, grid_h)`` puts w first).
     """
     t, h, w = grid
     if dim % 16:
@@ -44,7 +46,8 @@ def sincos_3d(grid: tuple[int, int, int], dim: int) -> torch.Tensor:
     emb_t = _sincos_axis(torch.arange(t), dt)[:, None, None, :].expand(t, h, w, dt)
     emb_h = _sincos_axis(torch.arange(h), ds)[None, :, None, :].expand(t, h, w, ds)
     emb_w = _sincos_axis(torch.arange(w), ds)[None, None, :, :].expand(t, h, w, ds)
-    return torch.cat([emb_w, emb_h, emb_t], dim=-1).reshape(t * h * w, dim).float()
+    parts = [emb_t, emb_w, emb_h] if time_first else [emb_w, emb_h, emb_t]
+    return torch.cat(parts, dim=-1).reshape(t * h * w, dim).float()
 
 
 def interpolate_grid(

@@ -34,7 +34,9 @@ DECODER_SIZES: dict[str, tuple[int, int]] = {
 class DecoderConfig:
     """depth: blocks (4 in VideoMAE, 2 in MVD); width/heads: None = the encoder size's default
     (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`; final_norm_eps: epsilon of the
-    last norm when it differs from the blocks' (HF VideoMAE)."""
+    last norm when it differs from the blocks' (HF VideoMAE); in_bias: a bias on the input projection (off
+    in VideoMAE's ``encoder_to_decoder``, on in MVD's ``down_img``/``down_vid``, official
+    ``modeling_student.py``)."""
 
     depth: int = 4
     width: int | None = None
@@ -44,6 +46,7 @@ class DecoderConfig:
     norm_eps: float = 1e-6
     final_norm_eps: float | None = None  # None = norm_eps; HF VideoMAE's decoder norm always uses 1e-5
     drop_path: float = 0.0
+    in_bias: bool = False
 
 
 def decoder_dims(cfg: DecoderConfig, encoder_size: str) -> tuple[int, int]:
@@ -79,7 +82,7 @@ class MaskedDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.grid = tuple(grid)
-        self.encoder_to_decoder = nn.Linear(in_dim, width, bias=False)
+        self.encoder_to_decoder = nn.Linear(in_dim, width, bias=cfg.in_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
         self.register_buffer("pos_embed", sincos_1d(math.prod(grid), width)[None], persistent=False)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]

@@ -64,7 +64,8 @@ class EncoderConfig:
         factorized mode ``depth`` counts the spatial blocks only.
     tubelet: frames per token (2 in VideoMAE/MVD, 1 in UMT so each token belongs to one frame).
     num_frames, img_size: the clip the position embedding is built for; other sizes are interpolated.
-    pos_embed: ``"sincos_1d"`` (VideoMAE), ``"sincos_3d"`` (MVD/UMT), ``"learned"``.
+    pos_embed: ``"sincos_1d"`` (VideoMAE), ``"sincos_3d"`` (MAE-ST/UMT order), ``"sincos_3d_mvd"`` (MVD's
+        channel order, see :func:`~vidfm.layers.pos_embed.sincos_3d`), ``"learned"``.
     cls_token: prepend a class token (InternVideo2, image ViTs); VideoMAE/UMT use none.
     qkv_bias: ``"qv"`` (VideoMAE), ``"fused"``, ``"none"``.
     final_norm: apply the last norm to the output tokens (HF VideoMAEModel with mean pooling has none).
@@ -84,7 +85,7 @@ class EncoderConfig:
     num_frames: int = 16
     img_size: int = 224
     in_chans: int = 3
-    pos_embed: Literal["sincos_1d", "sincos_3d", "learned"] = "sincos_1d"
+    pos_embed: Literal["sincos_1d", "sincos_3d", "sincos_3d_mvd", "learned"] = "sincos_1d"
     cls_token: bool = False
     qkv_bias: QkvBias = "qv"
     norm: NormKind = "layernorm"
@@ -162,7 +163,7 @@ class VideoEncoder(nn.Module):
         elif cfg.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, width))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-        elif cfg.pos_embed in ("sincos_1d", "sincos_3d"):
+        elif cfg.pos_embed in ("sincos_1d", "sincos_3d", "sincos_3d_mvd"):
             # Fixed tables are recomputed, not stored: they are not in checkpoints (as official VideoMAE).
             self.register_buffer("pos_embed", self._sincos(self.grid)[None], persistent=False)
         else:
@@ -199,7 +200,7 @@ class VideoEncoder(nn.Module):
     def _sincos(self, grid: tuple[int, int, int]) -> torch.Tensor:
         if self.cfg.pos_embed == "sincos_1d":
             return sincos_1d(math.prod(grid), self.width)
-        return sincos_3d(grid, self.width)
+        return sincos_3d(grid, self.width, time_first=self.cfg.pos_embed == "sincos_3d_mvd")
 
     def position_embedding(self, grid: tuple[int, int, int]) -> torch.Tensor:
         """[1, T'·H'·W', D] for a token grid, interpolated (learned) or recomputed (sincos) if it differs.

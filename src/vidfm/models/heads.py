@@ -17,11 +17,12 @@ class AlignHead(nn.Module):
     aligned layers (``self.norm(torch.stack(x_clip_vis))``), applied by the task.
 
     Args:
-        in_dim: student width. out_dim: teacher token width. eps: LayerNorm epsilon (1e-5, torch's default,
-            as the official ``norm_layer`` of the decoder).
+        in_dim: student width. out_dim: teacher token width. eps: LayerNorm epsilon (1e-6: the official
+            ``pretrain_umt_{base,large}_patch16_224`` pass ``norm_layer=partial(nn.LayerNorm, eps=1e-6)``, which
+            ``PretrainVisionTransformer`` hands to every ``Linear_Decoder``).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-5) -> None:
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-6) -> None:
         super().__init__()
         self.fc = nn.Linear(in_dim, out_dim)
         self.norm = nn.LayerNorm(out_dim, eps=eps)

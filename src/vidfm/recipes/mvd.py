@@ -68,9 +68,12 @@ class MVDRecipe:
 
     recipe: str = "mvd"
     encoder: EncoderConfig = field(
-        default_factory=lambda: EncoderConfig(size="B/16", tubelet=2, pos_embed="sincos_3d", drop_path=0.1)
+        default_factory=lambda: EncoderConfig(
+            size="B/16", tubelet=2, pos_embed="sincos_3d_mvd", drop_path=0.1
+        )
     )
-    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(depth=2))  # width/heads: encoder's
+    # width/heads: the encoder's; in_bias: official ``down_img``/``down_vid`` are nn.Linear with a bias
+    decoder: DecoderConfig = field(default_factory=lambda: DecoderConfig(depth=2, in_bias=True))
     mask: MaskConfig = field(default_factory=lambda: MaskConfig(kind="tube", ratio=0.9))
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224))
     data: DataConfig = field(default_factory=lambda: DataConfig(num_frames=16, stride=4, short_side=256))
@@ -140,9 +143,9 @@ def tiny() -> MVDRecipe:
     ``mae_image:tiny`` and ``videomae:tiny`` runs."""
     return MVDRecipe(
         encoder=EncoderConfig(
-            size="T/8", depth=4, tubelet=2, num_frames=16, img_size=64, pos_embed="sincos_3d"
+            size="T/8", depth=4, tubelet=2, num_frames=16, img_size=64, pos_embed="sincos_3d_mvd"
         ),
-        decoder=DecoderConfig(depth=2),
+        decoder=DecoderConfig(depth=2, in_bias=True),
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
         # lr 1e-3 as videomae:tiny (the linear rule gives ~1e-5 at batch 16: nothing moves in 300 steps);

@@ -46,15 +46,19 @@ def mae_pixel_target(
     return patches
 
 
-def decoder_sincos_3d(decoder: MaskedDecoder, grid: tuple[int, int, int]) -> MaskedDecoder:
+def decoder_sincos_3d(
+    decoder: MaskedDecoder, grid: tuple[int, int, int], time_first: bool = False
+) -> MaskedDecoder:
     """Give a :class:`MaskedDecoder` a separable sincos position table over ``grid`` in place of its 1-D one.
 
     MAE's decoder uses 2-D sincos (``decoder_pos_embed``, ``models_mae.py``), MVD's feature decoders 3-D
     sincos (``pos_embed_img``/``pos_embed_vid``, ``modeling_student.py``); with T=1 the 3-D table is the
-    2-D one plus constant time channels.
+    2-D one plus constant time channels. ``time_first``: MVD's channel order (see
+    :func:`~vidfm.layers.pos_embed.sincos_3d`).
     """
     width = decoder.pos_embed.shape[-1]
-    decoder.pos_embed = sincos_3d(tuple(grid), width)[None].to(decoder.pos_embed)  # replaces the buffer
+    table = sincos_3d(tuple(grid), width, time_first)[None]
+    decoder.pos_embed = table.to(decoder.pos_embed)  # replaces the buffer
     return decoder
 
 

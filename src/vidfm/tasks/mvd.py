@@ -81,7 +81,10 @@ class MVDTask(nn.Module):
             dec = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
             # Frozen modules live under the trainer's "teacher" prefix: never optimised, never saved.
             setattr(self, f"teacher_{name}", teacher)
-            setattr(self, f"decoder_{name}", decoder_sincos_3d(dec, self.encoder.grid))
+            # Official MVD's decoder tables come from its get_3d_sincos_pos_embed (time channels first);
+            # an encoder with vidfm's own 3-D order gets decoders in that order.
+            time_first = encoder.pos_embed != "sincos_3d"
+            setattr(self, f"decoder_{name}", decoder_sincos_3d(dec, self.encoder.grid, time_first))
             self.weights[name] = float(weight)
         if not self.weights:
             raise ValueError("both teacher weights are 0: MVD has nothing to distil")

@@ -105,6 +105,9 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute trainable blocks in backward (less memory)
     prefetch: bool = True  # CUDA: copy the next batch on a side stream during the current step
     teacher_cache: str = ""  # folder of cached teacher targets (vidfm data cache-targets); "" = live teachers
+    # Weights to start from when the run has no checkpoint yet: a `vidfm convert` folder, weights file or
+    # run whose keys are the task's trainable state (e.g. an official MVD student with its decoders).
+    init_from: str = ""
 
 
 def _validate(cfg: TrainConfig) -> None:
@@ -256,6 +259,9 @@ class Trainer:
             self._ckpt = None
         if self._ckpt is not None:  # full weights go in before FSDP shards them
             load_model_weights(self._ckpt, self.task, strict=True)
+        elif cfg.init_from:  # every trainable tensor must come from it: a partial start is an error
+            load_model_weights(cfg.init_from, self.task, strict=True)
+            log.info("initial weights from %s", cfg.init_from)
         self.model = parallelize(
             self.task,
             cfg.parallel,

@@ -227,3 +227,27 @@ def test_bf16_autocast_and_progress_bar(tmp_path, capsys):
     assert dtypes == [torch.bfloat16] * 2 and summary["loss"] is not None
     assert trainer.task.proj.weight.dtype == torch.float32  # autocast never changes the stored weights
     assert "train" in capsys.readouterr().err
+
+
+def test_init_from_starts_a_new_run_from_given_weights_and_checks_them(tmp_path):
+    from vidfm.io import save_tensors
+    from vidfm.train.checkpoint import trainable_state_dict
+
+    torch.manual_seed(3)
+    start = {k: v + 0.5 for k, v in trainable_state_dict(MaskedToyTask()).items()}
+    save_tensors(start, tmp_path / "init.safetensors")
+    trainer = Trainer(MaskedToyTask(), cfg(steps=2, init_from=str(tmp_path / "init.safetensors")), tmp_path / "r",
+                      ToyVideos(8), collate)  # fmt: skip
+    seen = trainable_state_dict(trainer.task)
+    assert all(torch.equal(seen[k], v) for k, v in start.items())  # loaded before any step
+    trainer.fit()
+    # A file that misses trainable tensors is an error, not a half-initialised run.
+    save_tensors(dict(list(start.items())[:1]), tmp_path / "part.safetensors")
+    with pytest.raises(KeyError, match="missing"):
+        Trainer(
+            MaskedToyTask(),
+            cfg(init_from=str(tmp_path / "part.safetensors")),
+            tmp_path / "r2",
+            ToyVideos(8),
+            collate,
+        )

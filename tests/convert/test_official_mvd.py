@@ -116,14 +116,22 @@ def mvd_task(conv) -> MVDTask:
     return MVDTask(conv.encoder, conv.decoder, cfg.mask, augment, image, vid)
 
 
-def test_student_with_both_decoders_matches_the_reference_and_resumes(tmp_path) -> None:
+def test_student_with_both_decoders_matches_the_reference_and_resumes(tmp_path, caplog) -> None:
     from vidfm import cli
 
     sd = official_student()
     torch.save({"model": sd, "epoch": 399}, tmp_path / "mvd.pth")
     assert detect_layout({"model": sd}) == "mvd"
     args = ["--heads", str(HEADS), "--num-frames", str(FRAMES), "--img-size", str(SIDE)]
-    assert cli.main(["convert", str(tmp_path / "mvd.pth"), str(tmp_path / "out"), *args]) == 0
+    from vidfm.utils import log
+
+    log.addHandler(caplog.handler)  # the vidfm logger does not propagate to the root logger
+    try:
+        with caplog.at_level("INFO", logger="vidfm"):
+            assert cli.main(["convert", str(tmp_path / "mvd.pth"), str(tmp_path / "out"), *args]) == 0
+    finally:
+        log.removeHandler(caplog.handler)
+    assert "detected the official mvd layout" in caplog.text  # --from auto says what it found
     conv = load_vidfm_checkpoint(tmp_path / "out")
     assert conv.layout == "mvd" and conv.encoder.pos_embed == "sincos_3d_mvd" and conv.decoder.in_bias
     # The recipe's task takes the folder strictly (what train.init_from does): encoder and both decoders.
@@ -173,6 +181,17 @@ def test_round_trip_is_key_by_key_and_biases_matter() -> None:
             want = ref.block(want, sd, f"blocks.{i}.", HEADS)
         want = ref.layer_norm(want, sd, "norm.", 1e-6)
         assert (enc(video(), visible=visible).tokens - want).abs().max() > 1e-2
+
+
+def test_unknown_layouts_are_named_errors(tmp_path) -> None:
+    from vidfm import cli
+
+    torch.save({"model": {"backbone.stem.weight": torch.zeros(2)}}, tmp_path / "x.pth")
+    assert cli.main(["convert", str(tmp_path / "x.pth"), str(tmp_path / "o")]) == 2
+    with pytest.raises(ValueError, match="no known official layout"):
+        read_checkpoint(tmp_path / "x.pth")
+    with pytest.raises(ValueError, match="not an official MVD student"):
+        read_checkpoint(tmp_path / "x.pth", "mvd")
 
 
 def test_sizes_are_asked_for_not_guessed() -> None:

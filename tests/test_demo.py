@@ -31,6 +31,9 @@ def test_demo_writes_every_row_and_the_report(tmp_path):
     assert any("text->video" in n and "R@1" in n for n in notes)
     assert "UMT stage 2" in table and "R@1" in (report / "results.md").read_text()
     assert not any("reused" in n for n in notes)
+    # The clips were decoded once, into the store that training and the probes read.
+    assert load_run_config(tmp_path / "run").data.clip_store == str(tmp_path / "clips")
+    assert (tmp_path / "clips" / "clips.u8").stat().st_size == 240 * 16 * 64 * 64 * 3
     # A second demo into the same folder resumes the finished runs; the notes must say so (its time would
     # otherwise read as a speed-up).
     seconds, reused = train_stage(load_run_config(tmp_path / "run"), tmp_path / "run")

@@ -89,3 +89,19 @@ def test_semantic_mask_rejects_bad_importance_and_accepts_flat_maps():
         make_mask(MaskConfig("semantic", 0.75), 3, GRID, gen(), "cpu", importance=good)
     zeros = torch.zeros(2, 4, 36)  # no information: still a valid, uniform draw
     check_partition(semantic_mask(zeros, GRID, 0.75, gen()), 2)
+
+
+@pytest.mark.parametrize("kind", ["tube", "random", "frame"])
+def test_masks_draw_on_the_generator_device(kind):
+    """A CPU generator with another target device (CUDA in the cached-teacher path) must not draw on that
+    device: the guard turns that CUDA-only error into a CPU one ('meta' stands in for the accelerator)."""
+    from devicecheck import GeneratorDeviceGuard, GeneratorDeviceMismatch
+
+    grid, g = (2, 4, 4), torch.Generator().manual_seed(0)
+    with GeneratorDeviceGuard():
+        mask = make_mask(MaskConfig(kind, 0.75), 3, grid, g, torch.device("meta"))
+        with pytest.raises(GeneratorDeviceMismatch):  # the guard itself catches the old form
+            torch.rand(2, 3, generator=g, device="meta")
+    assert mask.visible.device.type == "meta" and mask.visible.shape == (3, 2 * 4)
+    cpu = make_mask(MaskConfig(kind, 0.75), 3, grid, torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert cpu.visible.shape == mask.visible.shape

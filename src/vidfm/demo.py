@@ -58,6 +58,7 @@ def probe_rows(
 
 def run_demo(demo: DemoConfig) -> str:
     """Run the whole demo; returns the markdown table (also written to ``OUT/report/results.md``)."""
+    from vidfm.data.config import with_clip_store
     from vidfm.data.digits import make_digits_motion
     from vidfm.eval.report import plot_loss_curves, save_table
     from vidfm.models.encoder import VideoEncoder
@@ -75,7 +76,10 @@ def run_demo(demo: DemoConfig) -> str:
         log.info("writing digits-motion (%d clips) to %s", demo.clips, data_dir)
         manifest = make_digits_motion(data_dir, n=demo.clips, seed=demo.seed, workers=demo.workers)
     cfg = tiny()
-    cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(manifest)))
+    data = dataclasses.replace(cfg.data, manifest=str(manifest))
+    # Decoded once into a clip store: pre-training epochs, probes and the picture all read it.
+    data = with_clip_store(data, str(out / "clips"), workers=demo.workers)
+    cfg = dataclasses.replace(cfg, data=data)
     train = dataclasses.replace(cfg.train, seed=demo.seed, workers=demo.workers)
     if demo.steps is not None:
         train = dataclasses.replace(

@@ -61,8 +61,13 @@ def _split(order: torch.Tensor, num_masked: int) -> Mask:
 
 
 def _permutations(rows: int, n: int, generator: torch.Generator, device: torch.device) -> torch.Tensor:
-    """[rows, n] independent random permutations of 0..n-1 (argsort of uniform noise)."""
-    return torch.rand(rows, n, generator=generator, device=device).argsort(dim=1)
+    """[rows, n] independent random permutations of 0..n-1 (argsort of uniform noise) on ``device``.
+
+    The noise is drawn where the generator lives (a generator only draws on its own device type: a CPU
+    generator with a CUDA ``device`` raises "Expected a 'cuda' device type for generator") and moved after;
+    with a generator on ``device`` (what the trainer passes) the move is a no-op."""
+    noise = torch.rand(rows, n, generator=generator, device=generator.device)
+    return noise.argsort(dim=1).to(device)
 
 
 def _per_frame(chosen: torch.Tensor, batch: int, t: int, hw: int) -> torch.Tensor:
@@ -132,7 +137,9 @@ def semantic_mask(
         raise ValueError("importance must be finite and non-negative (e.g. attention probabilities)")
     weights = importance.reshape(batch * t, hw).float().clamp_min(0) + 1e-12  # zero entries stay drawable
     keep = hw - masked_count(hw, ratio)
-    chosen = torch.multinomial(weights, keep, replacement=False, generator=generator)  # [B·T,keep]
+    # Drawn on the generator's device (see _permutations), the indices then go back to the importance's.
+    chosen = torch.multinomial(weights.to(generator.device), keep, replacement=False, generator=generator)
+    chosen = chosen.to(importance.device)  # [B·T,keep]
     visible = _per_frame(chosen, batch, t, hw)
     is_masked = torch.ones(batch, t * hw, dtype=torch.bool, device=importance.device)
     is_masked.scatter_(1, visible, False)

@@ -91,6 +91,26 @@ def register(sub: argparse._SubParsersAction) -> None:
     c.add_argument("--workers", type=int, default=4, help="decoding workers (default 4)")
     c.set_defaults(handler=run_cache_targets)
 
+    k = cmds.add_parser(
+        "cache-clips",
+        help="decode every video once into a memory-mappable store of uint8 clips",
+        description="Decode a few fixed clips per video of MANIFEST (evenly spaced; every distinct window "
+        "for short videos), resize the short side to --short-side, centre-crop it square and write them as "
+        "raw uint8 [N,T,S,S,3] (OUT/clips.u8) with labels, captions and splits (OUT/store.json). Train "
+        "from it with --set data.clip_store=OUT (add data.resident=true to keep it on the training device). "
+        "Videos that cannot be decoded are reported and left out.",
+    )
+    k.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
+    k.add_argument("out", metavar="OUT", help="store folder (created; replaced if present)")
+    k.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    k.add_argument("--stride", type=int, default=4, help="dense frame step (default 4)")
+    k.add_argument("--sampling", choices=["dense", "segment"], default="dense", help="frame choice")
+    k.add_argument("--short-side", type=int, default=224, help="stored side S (default 224)")
+    k.add_argument("--clips-per-video", type=int, default=4, help="fixed clips per video (default 4)")
+    k.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
+    k.add_argument("--workers", type=int, default=0, help="decoding processes, 0 = this one (default 0)")
+    k.set_defaults(handler=run_cache_clips)
+
 
 def run_digits(args: argparse.Namespace) -> int:
     from vidfm.data.digits import make_digits_motion
@@ -261,4 +281,35 @@ def run_cache_targets(args: argparse.Namespace) -> int:
             f"({args.dtype}), {n * per_clip / 2**30:.2f} GiB in all, {len(index['shards'])} shard(s), "
             f"{n * args.views / seconds:.1f} views/s; train with --set train.teacher_cache={args.out}"
         )
+    return 0
+
+
+def run_cache_clips(args: argparse.Namespace) -> int:
+    import time
+
+    from vidfm.data.clip_store import write_clip_store
+    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.sampling import SamplingConfig
+
+    try:
+        sampling = SamplingConfig(mode=args.sampling, num_frames=args.frames, stride=args.stride)
+        src = Path(args.manifest)
+        records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
+    except (DataError, ValueError) as e:
+        print(f"vidfm data cache-clips: {e}")
+        return 2
+    t0 = time.perf_counter()
+    index = write_clip_store(
+        records, args.out, sampling, args.short_side, args.clips_per_video, workers=args.workers
+    )
+    seconds = time.perf_counter() - t0
+    n, videos = index["shape"][0], len(index["videos"])
+    mb = n * args.frames * args.short_side**2 * 3 / 2**20
+    print(
+        f"wrote {n} clips of {videos} videos to {args.out}: {mb:.1f} MiB, {videos / max(seconds, 1e-9):.1f} "
+        f"videos/s; train with --set data.clip_store={args.out}"
+    )
+    for f in index["failed"]:
+        print(f"skipped {f['path']}: {f['reason']}")
+    print(f"{len(index['failed'])} of {len(index['failed']) + videos} videos failed")
     return 0

@@ -20,6 +20,8 @@ class DataConfig:
     stride: int = 4
     short_side: int = 256
     max_failure_fraction: float = 0.1
+    clip_store: str = ""
+    resident: bool = False
 
 
 def build_dataset(
@@ -38,6 +40,10 @@ def build_dataset(
     from vidfm.data.datasets import VideoDataset, folder_records, read_manifest
     from vidfm.data.sampling import SamplingConfig
 
+    if cfg.clip_store and crop_square:
+        return _store_dataset(cfg, seed, split, views, train)
+    if cfg.resident:
+        raise ValueError("data.resident=true needs data.clip_store (vidfm data cache-clips)")
     if not cfg.manifest:
         raise ValueError("data.manifest is not set: give a CSV manifest or a class-per-folder root")
     split = cfg.split if split is None else split
@@ -56,3 +62,38 @@ def build_dataset(
         crop_square=crop_square,
         train=train,
     )
+
+
+def _store_dataset(cfg: DataConfig, seed: int, split: str | None, views: int, train: bool):
+    from vidfm.data.clip_store import ClipStoreDataset, read_store_index, store_matches
+    from vidfm.data.sampling import SamplingConfig
+
+    sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
+    why = store_matches(read_store_index(cfg.clip_store), sampling, cfg.short_side)
+    if why:
+        raise ValueError(f"data.clip_store={cfg.clip_store} does not match the data config ({why})")
+    split = cfg.split if split is None else split
+    return ClipStoreDataset(cfg.clip_store, split, seed, views, train, resident=cfg.resident)
+
+
+def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, workers: int = 0) -> DataConfig:
+    """``cfg`` reading a clip store at ``root`` of its manifest (every split), written there first unless a
+    matching one exists: the manifest's videos are then decoded once for every run and evaluation."""
+    import dataclasses
+    from pathlib import Path
+
+    from vidfm.data.clip_store import read_store_index, store_matches, write_clip_store
+    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.sampling import SamplingConfig
+
+    sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
+    try:
+        fresh = not store_matches(read_store_index(root), sampling, cfg.short_side)
+    except DataError:
+        fresh = False
+    if not fresh:
+        records = (
+            read_manifest(cfg.manifest) if cfg.manifest.endswith(".csv") else folder_records(cfg.manifest)
+        )
+        write_clip_store(records, Path(root), sampling, cfg.short_side, clips_per_video, workers)
+    return dataclasses.replace(cfg, clip_store=str(root))

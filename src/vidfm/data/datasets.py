@@ -13,6 +13,7 @@ re-raises it in the main process).
 from __future__ import annotations
 
 import csv
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from typing import Any
 import av
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler, get_worker_info
+from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_worker_info
 
 from vidfm.data.decode import VideoDecodeError, VideoReader
 from vidfm.data.sampling import SamplingConfig
@@ -247,9 +248,7 @@ class VideoDataset(Dataset):
         return video
 
     def _load(self, path: str, rng: np.random.Generator) -> np.ndarray:
-        # In a DataLoader worker the workers are the parallelism: one decoder thread each.
-        threads = 1 if get_worker_info() is not None else 0
-        with VideoReader(path, short_side=self.short_side, threads=threads) as reader:
+        with VideoReader(path, short_side=self.short_side, threads=decode_threads()) as reader:
             n = reader.info.num_frames
             if self.train:
                 clips = [self.sampling.indices(n, rng) for _ in range(self.views)]
@@ -314,7 +313,9 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     if len(shapes) > 1:
         raise ValueError(f"clips of different shapes in one batch: {sorted(shapes)} (use crop_square)")
     return {
-        "video": torch.stack([it["video"] for it in items]),
+        # torch's default_collate stacks straight into shared memory in a worker, so handing the batch to
+        # the main process is no second copy of the clips.
+        "video": default_collate([it["video"] for it in items]),
         "labels": {
             c: torch.tensor([it["labels"][c] for it in items], dtype=torch.int64) for c in items[0]["labels"]
         },
@@ -351,7 +352,23 @@ class EpochKeySampler(Sampler):
         return self.size
 
 
-def _seed_worker(worker_id: int) -> None:
+_decode_threads = 0  # this process's decoder and resize threads; 0 = FFmpeg's choice (one per core)
+
+
+def decode_threads() -> int:
+    """Decoder and swscale threads for a video opened in this process: 0 (FFmpeg's choice) in the main
+    process, the worker's share of the cores in a DataLoader worker started with :func:`init_worker`."""
+    if get_worker_info() is None:
+        return 0
+    return _decode_threads or 1
+
+
+def init_worker(worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: seeds numpy's and Python's global RNGs from torch's worker seed and
+    gives the worker ``cores // workers`` decode threads (at least 1), so W workers use the cores once."""
+    global _decode_threads
+    info = get_worker_info()
+    _decode_threads = max(1, len(os.sched_getaffinity(0)) // max(info.num_workers if info else 1, 1))
     # torch seeds each worker with base_seed + worker_id (base_seed from the loader's generator); numpy's
     # global RNG is not, so derive it for any library code that uses it.
     seed = torch.initial_seed() % 2**32
@@ -381,6 +398,6 @@ def build_loader(
         pin_memory=torch.cuda.is_available(),
         drop_last=drop_last,
         persistent_workers=workers > 0,
-        worker_init_fn=_seed_worker,
+        worker_init_fn=init_worker,
         generator=torch.Generator().manual_seed(seed),
     )

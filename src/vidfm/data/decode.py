@@ -33,6 +33,9 @@ _GUESSED_PTS_FORMATS = {"avi", "h264", "hevc", "m4v", "mpegvideo", "rawvideo"}
 # Seek forward instead of decoding through when the target's keyframe is this many frames ahead.
 _SEEK_AHEAD = 8
 _MB = 16  # macroblock size of the motion-vector grid
+# PyAV >= 14 lets the caller size swscale's thread pool (``reformat(threads=...)``); older wheels scale in
+# the calling thread. Read from the signature line of the docstring (a Cython function has no signature).
+_RESIZE_THREADS = "threads" in (av.video.reformatter.VideoReformatter.reformat.__doc__ or "").split("\n")[0]
 
 
 class VideoDecodeError(RuntimeError):
@@ -191,6 +194,7 @@ class VideoReader:
         threads: int = 0,
         codec_options: dict[str, str] | None = None,
         thread_type: str = "AUTO",
+        resize_threads: int | None = None,
     ) -> None:
         """Args:
         path: the video file.
@@ -200,12 +204,16 @@ class VideoReader:
             best, the workers already being the parallelism.
         codec_options: FFmpeg decoder options, e.g. ``{"flags2": "+export_mvs"}``.
         thread_type: FFmpeg threading, ``"AUTO"`` (frame + slice), ``"SLICE"``, ``"FRAME"`` or ``"NONE"``.
+        resize_threads: swscale threads of the RGB conversion + resize (None = ``threads``). PyAV's default
+            is one thread per CPU in every process: N loader workers each starting a pool as large as the
+            machine oversubscribe it N-fold, which is what kept a 14-worker loader at the speed of two.
         """
         if short_side is not None and short_side < 1:
             raise ValueError(f"short_side must be positive, got {short_side}")
         self.path = str(path)
         self._short_side = short_side
         self._threads = threads
+        self._resize_threads = threads if resize_threads is None else resize_threads
         self._options = codec_options
         self._thread_type = thread_type
         self._container, self._stream = _open(self.path, threads, codec_options, thread_type)
@@ -414,7 +422,8 @@ class VideoReader:
     def _to_rgb(self, frame: Any) -> np.ndarray:
         w, h = self._output_size()
         # Colour conversion and resize in one swscale pass; a mid-stream size change is resized too.
-        rgb = frame.to_ndarray(format="rgb24", width=w, height=h)  # [h, w, 3]
+        threads = {"threads": self._resize_threads} if _RESIZE_THREADS else {}
+        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, **threads)  # [h, w, 3]
         k = _rotation(frame) // 90
         return np.rot90(rgb, k) if k else rgb  # np.rot90 turns counter-clockwise, like the display matrix
 

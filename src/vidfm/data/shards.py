@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from vidfm.data.datasets import DataError, VideoRecord, _centre_square
+from vidfm.data.datasets import DataError, VideoRecord, _centre_square, decode_threads
 from vidfm.data.decode import VideoDecodeError, VideoReader
 from vidfm.data.sampling import SamplingConfig
 from vidfm.io import atomic_write, atomic_write_text
@@ -400,7 +400,7 @@ class ShardDataset(IterableDataset):
         }
 
     def _decode(self, data: bytes, rng: np.random.Generator) -> np.ndarray:
-        threads = 1 if get_worker_info() is not None else 0
+        threads = decode_threads()
         with tempfile.NamedTemporaryFile(suffix=".mp4", dir=_TMP_DIR) as f:
             f.write(data)
             f.flush()

@@ -387,7 +387,7 @@ def build_teacher_cache(
             _feed_views(augment, cache)
             batch = to_device(batch, device)
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
-                task(batch, make_generator(seed, view, indices[b * batch_size]))
+                task(batch, make_generator(seed, view, indices[b * batch_size], device=device))
             for n, r in recorders.items():
                 if not r.calls:
                     raise RuntimeError(f"the task never called {n} (weight 0?): drop it before caching")

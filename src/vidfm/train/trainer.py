@@ -37,6 +37,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from vidfm.config import save_config
+from vidfm.data.clip_store import ClipStoreDataset
+from vidfm.data.datasets import init_worker
 from vidfm.io import atomic_write_text
 from vidfm.train.checkpoint import (
     latest_checkpoint,
@@ -214,6 +216,19 @@ class _StreamOrder:
         self.dataset.set_epoch(epoch, start_batch)
 
 
+class _ResidentBatches:
+    """The loader of a resident clip store: the sampler's ``(epoch, index)`` keys in whole batches, each
+    gathered on the device by one index (:meth:`ClipStoreDataset.batch`)."""
+
+    def __init__(self, dataset: ClipStoreDataset, sampler: EpochSampler, batch_size: int) -> None:
+        self.dataset, self.sampler, self.batch_size = dataset, sampler, batch_size
+
+    def __iter__(self) -> Iterator[dict]:
+        keys = list(self.sampler)
+        for start in range(0, len(keys) - self.batch_size + 1, self.batch_size):
+            yield self.dataset.batch(keys[start : start + self.batch_size])
+
+
 class Trainer:
     """Trains ``task`` on ``dataset`` for ``cfg.steps`` optimizer updates; see the module docstring."""
 
@@ -244,6 +259,10 @@ class Trainer:
         self.config_to_save = config_to_save
         info = init_distributed(device=cfg.device)
         self.rank, self.world_size, self.device = info.rank, info.world_size, info.device
+        # A resident store moves to the device once; batches are then gathered there (no loader workers).
+        self.resident = isinstance(dataset, ClipStoreDataset) and dataset.resident
+        if self.resident:
+            dataset.to_device(self.device)
         if cfg.teacher_cache:
             from vidfm.data.teacher_cache import TeacherCache
 
@@ -317,8 +336,11 @@ class Trainer:
             num_layers=int(self.task.num_layers),  # type: ignore[arg-type]
         )
 
-    def _loader(self) -> DataLoader:
-        w = self.cfg.workers
+    def _loader(self) -> DataLoader | _ResidentBatches:
+        if isinstance(self.dataset, ClipStoreDataset) and self.resident:
+            return _ResidentBatches(self.dataset, self.sampler, self.cfg.batch_size)
+        # A resident store under a wrapper (teacher cache) yields device tensors item by item: no workers.
+        w = 0 if self.resident else self.cfg.workers
         stream = isinstance(self.sampler, _StreamOrder)
         return DataLoader(
             self.dataset if stream else _EpochDataset(self.dataset),
@@ -327,8 +349,11 @@ class Trainer:
             collate_fn=self.collate,
             num_workers=w,
             persistent_workers=w > 0,
-            pin_memory=self.device.type == "cuda",
+            pin_memory=self.device.type == "cuda" and not self.resident,
             drop_last=True,
+            # Each worker gets its share of the cores for decoding (PyAV's default is all of them).
+            worker_init_fn=init_worker,
+            prefetch_factor=4 if w > 0 else None,
             # Its own generator, so building an iterator never draws from the global RNG.
             generator=torch.Generator().manual_seed(self.cfg.seed),
         )

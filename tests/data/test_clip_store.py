@@ -130,3 +130,16 @@ def test_trainer_resident_store_equals_the_loader_path(tmp_path):
     assert run("resident", True, 0) == loader
     run("resumed", True, 0, steps=2)
     assert run("resumed", True, 0) == loader[2:]
+
+
+def test_with_clip_store_writes_once_and_rewrites_for_other_data(tmp_path):
+    from vidfm.data.config import with_clip_store
+
+    manifest = _manifest(tmp_path, [8, 8], broken=False)
+    cfg = DataConfig(manifest=str(manifest), split=None, num_frames=4, stride=1, short_side=8)
+    first = with_clip_store(cfg, str(tmp_path / "s"))
+    stamp = (tmp_path / "s" / "clips.u8").stat().st_mtime_ns
+    assert with_clip_store(cfg, str(tmp_path / "s")) == first  # reused, not rewritten
+    assert (tmp_path / "s" / "clips.u8").stat().st_mtime_ns == stamp
+    with_clip_store(DataConfig(**{**cfg.__dict__, "num_frames": 2}), str(tmp_path / "s"))
+    assert read_store_index(tmp_path / "s")["sampling"]["num_frames"] == 2

@@ -87,13 +87,13 @@ def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, worker
     from vidfm.data.sampling import SamplingConfig
 
     sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
+    records = read_manifest(cfg.manifest) if cfg.manifest.endswith(".csv") else folder_records(cfg.manifest)
     try:
-        fresh = not store_matches(read_store_index(root), sampling, cfg.short_side)
+        index = read_store_index(root)
+        stored = {v["path"] for v in index["videos"]} | {f["path"] for f in index["failed"]}
+        fresh = not store_matches(index, sampling, cfg.short_side) and stored == {r.path for r in records}
     except DataError:
         fresh = False
     if not fresh:
-        records = (
-            read_manifest(cfg.manifest) if cfg.manifest.endswith(".csv") else folder_records(cfg.manifest)
-        )
         write_clip_store(records, Path(root), sampling, cfg.short_side, clips_per_video, workers)
     return dataclasses.replace(cfg, clip_store=str(root))

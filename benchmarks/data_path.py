@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import os
 import statistics
 import tempfile
@@ -33,6 +34,7 @@ from common import device_name, print_table, sync
 from loader_stages import plain_rate
 from torch.utils.data import DataLoader, Dataset
 
+import vidfm.data.datasets as datasets
 from vidfm.data.clip_store import ClipStoreDataset, write_clip_store
 from vidfm.data.datasets import VideoDataset, collate, init_worker, read_manifest
 from vidfm.data.sampling import SamplingConfig
@@ -111,7 +113,8 @@ def trainer_rate(task: torch.nn.Module, dataset: Dataset, args: argparse.Namespa
 
 def recipe_rate(manifest: str, store: str, args: argparse.Namespace, batch: int, resident: bool) -> tuple:
     """``videomae:tiny`` (clips/s, data wait) end to end, median window after the first, from the raw files
-    with ``max(--workers)`` workers (the path before the store) or from the resident store."""
+    with ``max(--workers)`` workers as before this change (PyAV's default resize threads in every worker)
+    or from the resident store."""
     from vidfm.recipes import get_recipe
     from vidfm.train.pretrain import pretrain
 
@@ -124,8 +127,14 @@ def recipe_rate(manifest: str, store: str, args: argparse.Namespace, batch: int,
         ckpt_every=0, log_every=max(args.steps // 4, 1), warmup_steps=0,
     )  # fmt: skip
     records: list[dict] = []
-    with tempfile.TemporaryDirectory() as run:
-        pretrain(dataclasses.replace(cfg, data=data, train=train), run, on_log=records.append)
+    reader = datasets.VideoReader
+    if not resident:  # the path before the store: PyAV's default resize threads (forked workers inherit it)
+        datasets.VideoReader = functools.partial(reader, resize_threads=0)  # type: ignore[misc]
+    try:
+        with tempfile.TemporaryDirectory() as run:
+            pretrain(dataclasses.replace(cfg, data=data, train=train), run, on_log=records.append)
+    finally:
+        datasets.VideoReader = reader  # type: ignore[misc]
     steady = records[1:] or records
     return (
         statistics.median(r["clips_per_s"] for r in steady),
@@ -187,6 +196,7 @@ def main() -> None:
     p.add_argument(
         "--tiny-manifest", default=None, help="data of the videomae:tiny rows (default --manifest)"
     )
+    p.add_argument("--tiny-steps", type=int, default=None, help="steps of those rows (default --steps)")
     p.add_argument("--tiny-repeat", type=int, default=1, help="repeat its rows (records) this many times")
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -61,7 +61,8 @@ def init_distributed(backend: str | None = None, device: str = "auto") -> DistIn
     """Join the process group described by the ``torchrun`` environment; a no-op for one process.
 
     Args:
-        backend: ``"nccl"`` or ``"gloo"``; None picks NCCL when CUDA is present, else gloo.
+        backend: ``"nccl"`` or ``"gloo"``; None = ``$VIDFM_DIST_BACKEND`` if set, else NCCL when CUDA is
+            present, else gloo.
         device: ``"auto"`` (CUDA ``LOCAL_RANK`` when present, else CPU) or an explicit device string.
 
     Idempotent: when a group is already initialised (e.g. by a test harness) it is reused.
@@ -88,7 +89,11 @@ def init_distributed(backend: str | None = None, device: str = "auto") -> DistIn
         for key in ("MASTER_ADDR", "MASTER_PORT"):
             if key not in os.environ:
                 raise RuntimeError(f"WORLD_SIZE={world} but {key} is not set; launch with torchrun")
-        backend = backend or ("nccl" if dev.type == "cuda" else "gloo")
+        # VIDFM_DIST_BACKEND (launch environment, like MASTER_ADDR): gloo runs two ranks on ONE GPU, which
+        # NCCL refuses ("Duplicate GPU detected"); a one-GPU machine can still exercise DDP/FSDP2 on CUDA.
+        backend = (
+            backend or os.environ.get("VIDFM_DIST_BACKEND") or ("nccl" if dev.type == "cuda" else "gloo")
+        )
         # device_id binds NCCL communicators eagerly to this GPU (and silences the barrier warning).
         kwargs = {"device_id": dev} if backend == "nccl" else {}
         dist.init_process_group(backend, rank=rank, world_size=world, **kwargs)

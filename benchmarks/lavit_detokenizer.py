@@ -37,7 +37,7 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def stage(name: str, variant: str, manifest: Path, out: Path, steps: int, sets: tuple[str, ...] = ()) -> Path:
     from vidfm.config import apply_overrides
     from vidfm.recipes import get_recipe
-    from vidfm.recipes.motion_vq import train
+    from vidfm.train.pretrain import pretrain as train
 
     cfg = apply_overrides(get_recipe(f"motion_vq:{variant}"),
                           [f"data.manifest={manifest}", "train.progress=false", f"train.steps={steps}",

@@ -95,7 +95,7 @@ def sweep(name: str, make, sizes: list[int], out: Path, evaluate_only: bool = Fa
     """Train (or, with ``evaluate_only``, only measure the finished runs ``OUT/{name}_k{codes}``) and
     evaluate each codebook size on the test split of the run's own data."""
     from vidfm.recipes import load_run_config
-    from vidfm.recipes.motion_vq import train
+    from vidfm.train.pretrain import pretrain as train
 
     rows, test = [], None
     for codes in sizes:

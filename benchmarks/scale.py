@@ -5,7 +5,7 @@ Rows (same clip size, batch, mask ratio 0.9, AdamW):
   ``VideoMAEForPreTraining`` (bf16 autocast, its SDPA path), official (fp16 autocast + GradScaler, naive
   attention; :mod:`official_reference`).
 - MVD (image + video teacher of the student's size): vidfm with live teachers, vidfm with cached teacher
-  targets (:mod:`vidfm.data.teacher_cache`: lookups instead of teacher forwards), official.
+  targets (:mod:`vidfm.teachers.cache`: lookups instead of teacher forwards), official.
 
 Each vidfm step mirrors the trainer's: autocast forward, backward, gradient norm, one host sync, AdamW.
 Reported: median step time, clips/s, peak memory, FLOPs (torch FlopCounterMode) and MFU against a
@@ -29,7 +29,6 @@ import torch
 from common import count_flops, device_name, matmul_peak, print_table, time_steps
 from torch.utils.data import Dataset
 
-from vidfm.data.teacher_cache import TeacherCache, build_teacher_cache
 from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig, tube_mask
 from vidfm.models.decoder import DecoderConfig, decoder_dims
@@ -38,6 +37,7 @@ from vidfm.objectives.distill import feature_loss
 from vidfm.objectives.pixel import masked_mse
 from vidfm.tasks.mvd import MVDTask
 from vidfm.tasks.videomae import VideoMAETask
+from vidfm.teachers.cache import TeacherCache, build_teacher_cache
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.distributed import compile_blocks, total_grad_norm
 from vidfm.train.optim import build_optimizer, param_groups

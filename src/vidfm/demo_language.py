@@ -27,7 +27,7 @@ def _tiny(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
 
 def _train(cfg: Any, run_dir: Path) -> str:
     """Train one stage; its note's time ("reused" when the folder held the finished run)."""
-    from vidfm.demo import train_stage
+    from vidfm.demo_stages import train_stage
 
     seconds, reused = train_stage(cfg, run_dir)
     return f"reused the finished run in {run_dir}" if reused else f"{seconds:.0f} s"
@@ -54,7 +54,7 @@ def language_rows(
             retrieval score is expected near chance.
         steps: when given, every stage trains this many steps (quick runs and tests).
     """
-    from vidfm.demo import probe_rows
+    from vidfm.demo_stages import probe_rows
     from vidfm.eval.retrieval import evaluate_retrieval
     from vidfm.utils import default_device
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -61,3 +63,28 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     if not isinstance(obj, dict):
         raise ValueError(f"{path}: expected a dict of tensors, got {type(obj).__name__}")
     return obj  # type: ignore[return-value]
+
+
+def read_hf_folder(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """config.json and the weights of an HF folder (safetensors, sharded safetensors, or a torch .bin)."""
+    cfg_file = path / "config.json"
+    if not cfg_file.is_file():
+        raise FileNotFoundError(f"{path} is not an HF model folder (no config.json)")
+    config = json.loads(cfg_file.read_text())
+    if (path / "model.safetensors").is_file():
+        return config, load_tensors(path / "model.safetensors")
+    index = path / "model.safetensors.index.json"
+    if index.is_file():
+        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        sd: dict[str, torch.Tensor] = {}
+        for shard in shards:
+            sd.update(load_tensors(path / shard))
+        return config, sd
+    if (path / "pytorch_model.bin").is_file():
+        sd = safe_torch_load(path / "pytorch_model.bin")  # weights_only=True: never runs pickled code
+        if not isinstance(sd, dict):
+            raise ValueError(f"{path / 'pytorch_model.bin'} does not hold a state dict")
+        return config, sd
+    raise FileNotFoundError(
+        f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
+    )

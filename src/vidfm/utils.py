@@ -46,3 +46,15 @@ def make_generator(seed: int, *streams: int, device: str | torch.device = "cpu")
     g = torch.Generator(device=device)
     g.manual_seed(mixed & 0x7FFFFFFFFFFFFFFF)
     return g
+
+
+def pyplot():  # noqa: ANN201 - matplotlib is an optional extra
+    """``matplotlib.pyplot`` on the Agg backend, or a clear error naming the extra to install."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise ImportError("pictures need matplotlib: pip install 'vidfm[eval]'") from exc
+    return plt

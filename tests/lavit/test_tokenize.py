@@ -12,7 +12,8 @@ from vidfm.data.decode import probe
 from vidfm.data.digits import make_digits_motion
 from vidfm.lavit.tokenize import load_tokenizers, sequence
 from vidfm.recipes import get_recipe, load_run_config
-from vidfm.recipes.motion_vq import MotionVQRecipe, train
+from vidfm.recipes.motion_vq import MotionVQRecipe
+from vidfm.train.pretrain import pretrain as train
 
 
 @pytest.fixture(scope="module")

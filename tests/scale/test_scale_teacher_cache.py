@@ -11,7 +11,7 @@ from scale_toys import mvd_task
 from torch.utils.data import Dataset
 
 from vidfm.cli import main
-from vidfm.data.teacher_cache import (
+from vidfm.teachers.cache import (
     CachedTeacher,
     TeacherCache,
     ViewAugment,

@@ -10,13 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.convert.clip import from_hf_clip, from_openai_clip
-from vidfm.teachers.clip import (
-    CLIPTeacher,
-    CLIPVisionConfig,
-    CLIPVisionTower,
-    clip_encoder_config,
-    load_clip_teacher,
-)
+from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower, clip_encoder_config
+from vidfm.teachers.clip import CLIPTeacher, load_clip_teacher
 
 transformers = pytest.importorskip("transformers")
 

@@ -7,11 +7,12 @@ import torch
 
 from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
+from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower, clip_encoder_config
 from vidfm.models.encoder import EncoderConfig, gather_tokens
 from vidfm.objectives.distill import normalized_l2
 from vidfm.tasks.umt import UMTTask
 from vidfm.teachers.base import Teacher, TeacherOutput
-from vidfm.teachers.clip import CLIPTeacher, CLIPVisionConfig, CLIPVisionTower, clip_encoder_config
+from vidfm.teachers.clip import CLIPTeacher
 from vidfm.train.checkpoint import trainable_state_dict
 from vidfm.utils import make_generator
 

@@ -250,8 +250,8 @@ def run_cache_targets(args: argparse.Namespace) -> int:
     from vidfm.data.config import build_dataset
     from vidfm.data.datasets import collate
     from vidfm.data.shards import parse_size
-    from vidfm.data.teacher_cache import build_teacher_cache
     from vidfm.recipes import get_recipe
+    from vidfm.teachers.cache import build_teacher_cache
     from vidfm.train.distributed import init_distributed
 
     cfg = apply_overrides(get_recipe(args.recipe), args.overrides)

@@ -36,7 +36,7 @@ from torch import nn
 
 from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.videomae import StateDict
-from vidfm.teachers.clip import Activation, CLIPVisionConfig, clip_encoder_config
+from vidfm.models.clip_vision import Activation, CLIPVisionConfig, clip_encoder_config
 
 
 def _layer_count(sd: StateDict, prefix: str) -> int:

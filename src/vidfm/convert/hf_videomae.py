@@ -22,7 +22,6 @@ neither naming can silently lose the biases on load.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ import torch
 from torch import nn
 
 from vidfm.convert.videomae import StateDict, count_blocks, decoder_config, encoder_config
-from vidfm.io import load_tensors, safe_torch_load
+from vidfm.io import read_hf_folder
 from vidfm.models.decoder import DecoderConfig, decoder_dims
 from vidfm.models.encoder import EncoderConfig
 from vidfm.utils import log
@@ -83,29 +82,8 @@ def hf_mask_to_indices(bool_masked_pos: torch.Tensor) -> tuple[torch.Tensor, tor
     return order[~bool_masked_pos].view(b, -1), order[bool_masked_pos].view(b, -1)
 
 
-def _read_folder(path: Path) -> tuple[dict[str, Any], StateDict]:
-    """config.json and the weights of an HF folder (safetensors, sharded safetensors, or a torch .bin)."""
-    cfg_file = path / "config.json"
-    if not cfg_file.is_file():
-        raise FileNotFoundError(f"{path} is not an HF model folder (no config.json)")
-    config = json.loads(cfg_file.read_text())
-    if (path / "model.safetensors").is_file():
-        return config, load_tensors(path / "model.safetensors")
-    index = path / "model.safetensors.index.json"
-    if index.is_file():
-        shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        sd: StateDict = {}
-        for shard in shards:
-            sd.update(load_tensors(path / shard))
-        return config, sd
-    if (path / "pytorch_model.bin").is_file():
-        sd = safe_torch_load(path / "pytorch_model.bin")  # weights_only=True: never runs pickled code
-        if not isinstance(sd, dict):
-            raise ValueError(f"{path / 'pytorch_model.bin'} does not hold a state dict")
-        return config, sd
-    raise FileNotFoundError(
-        f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin"
-    )
+# Kept under its old name for the converters that import it; the reader lives in vidfm.io.
+_read_folder = read_hf_folder
 
 
 def _blocks_from_hf(sd: StateDict, src: str, dst: str, depth: int, qv: bool) -> StateDict:

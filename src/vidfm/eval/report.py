@@ -9,16 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-def _pyplot():  # noqa: ANN202 - matplotlib is an optional extra
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError("pictures need matplotlib: pip install 'vidfm[eval]'") from exc
-    return plt
+from vidfm.utils import pyplot as _pyplot
 
 
 def read_metrics(path: Path) -> list[dict]:

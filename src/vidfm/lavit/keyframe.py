@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from vidfm.data.transforms import AugmentConfig
 from vidfm.lavit.motion_vq import Quantized, QuantizerConfig, VectorQuantizer, _task_layer
 from vidfm.layers.block import Block
 from vidfm.layers.pos_embed import sincos_3d
@@ -75,13 +76,14 @@ def resolve_encoder(cfg: KeyframeTokenizerConfig) -> KeyframeTokenizerConfig:
     the run records one), so the resolved config rebuilds the tokenizer without the run."""
     if not cfg.encoder_run:
         return cfg
-    from vidfm.recipes import load_run_config
+    from vidfm.runs import open_run
 
-    run = load_run_config(cfg.encoder_run)
-    encoder = dataclasses.replace(run.encoder, drop_path=0.0)
-    norm = getattr(run, "augment", None)
-    mean = tuple(norm.mean) if norm is not None and hasattr(norm, "mean") else cfg.mean
-    std = tuple(norm.std) if norm is not None and hasattr(norm, "std") else cfg.std
+    run = open_run(cfg.encoder_run)
+    encoder = dataclasses.replace(run.section("encoder", EncoderConfig), drop_path=0.0)
+    mean, std = cfg.mean, cfg.std
+    if run.has("augment"):
+        norm = run.section("augment", AugmentConfig)
+        mean, std = tuple(norm.mean), tuple(norm.std)
     return dataclasses.replace(cfg, encoder=encoder, mean=mean, std=std)
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import torch
 
 from vidfm.lavit.clips import ClipConfig, prepare_clips, resize_motion, resize_square
-from vidfm.lavit.detokenizer import Detokenizer
-from vidfm.lavit.keyframe import KeyframeTokenizer
-from vidfm.lavit.motion_vq import MotionVQVAE
+from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig
+from vidfm.lavit.keyframe import KeyframeTokenizer, KeyframeTokenizerConfig
+from vidfm.lavit.motion_vq import MotionVQConfig, MotionVQVAE
+from vidfm.runs import Run, open_run
 
 SPECIAL = ("<visual>", "</visual>", "<motion>", "</motion>")
 FORMAT = "vidfm-lavit-tokens/1"
@@ -42,35 +43,36 @@ class Tokenizers:
     runs: dict[str, str]
 
 
-def _load(run_dir: str, build: Any, prefix: str) -> tuple[Any, Any]:
-    from vidfm.recipes import load_run_config
-    from vidfm.train.checkpoint import load_model_weights
-
-    cfg = load_run_config(run_dir)
-    model = build(cfg)
-    load_model_weights(run_dir, model, prefix=prefix)
-    return model.eval(), cfg
+def _load(run_dir: str, build: Any, prefix: str) -> tuple[Any, Run]:
+    run = open_run(run_dir)
+    model = build(run)
+    run.load(model, prefix)
+    return model.eval(), run
 
 
 def load_tokenizers(
     motion_run: str, keyframe_run: str = "", detokenizer_run: str = "", device: str | torch.device = "cpu"
 ) -> Tokenizers:
     """Models from their run folders (latest checkpoints) of the ``motion_vq`` recipe's three stages."""
-    motion, cfg = _load(motion_run, lambda c: MotionVQVAE(c.motion), "model.")
+    motion, run = _load(motion_run, lambda r: MotionVQVAE(r.section("motion", MotionVQConfig)), "model.")
     keyframe = detok = None
     if keyframe_run:
-        keyframe, _ = _load(keyframe_run, lambda c: KeyframeTokenizer(c.keyframe, load_encoder=False),
+        keyframe, _ = _load(keyframe_run, lambda r: KeyframeTokenizer(r.section("keyframe", KeyframeTokenizerConfig), load_encoder=False),
                             "tokenizer.")  # fmt: skip
     if detokenizer_run:
-        detok, _ = _load(detokenizer_run, lambda c: Detokenizer(c.detokenizer), "detokenizer.")
-    clips = cfg.data.clips
+        detok, _ = _load(
+            detokenizer_run,
+            lambda r: Detokenizer(r.section("detokenizer", DetokenizerConfig)),
+            "detokenizer.",
+        )
+    clips = run.section("data.clips", ClipConfig)
     if keyframe is not None:
         clips = dataclasses.replace(clips, keyframe_size=keyframe.cfg.image_size)
     runs = {"motion": str(motion_run), "keyframe": str(keyframe_run), "detokenizer": str(detokenizer_run)}
     for model in (motion, keyframe, detok):
         if model is not None:
             model.to(device)
-    return Tokenizers(motion, keyframe, detok, clips, tuple(cfg.data.grid), runs)
+    return Tokenizers(motion, keyframe, detok, clips, tuple(run.get("data.grid")), runs)
 
 
 def sequence(visual: list[int], motion: list[int]) -> list[str]:

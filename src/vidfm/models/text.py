@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidfm.io import read_hf_folder
 from vidfm.layers.attention import Attention
 from vidfm.layers.block import Mlp
 
@@ -208,10 +209,8 @@ def default_text_path() -> Path:
 
 def load_text_encoder(path: str | Path | None = None, pooling: Pooling = "mean") -> BertTextEncoder:
     """A :class:`BertTextEncoder` (eval mode) with the weights of an HF BERT folder (None = MiniLM)."""
-    from vidfm.convert.hf_videomae import _read_folder
-
     path = Path(path) if path else default_text_path()
-    config, sd = _read_folder(path)
+    config, sd = read_hf_folder(path)
     cfg = TextConfig.from_hf(config)
     model = BertTextEncoder(cfg, pooling)
     try:

@@ -32,36 +32,29 @@ def get_recipe(spec: str) -> Any:
     return importlib.import_module(RECIPES[name]).config(variant)
 
 
-def load_run_config(run_dir: str | Path) -> Any:
-    """Rebuild the resolved config a run wrote to ``RUN/config.yaml``."""
-    import yaml
-
-    from vidfm.config import config_from_dict
-
-    path = Path(run_dir) / "config.yaml"
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a vidfm run folder (no config.yaml)")
-    data = yaml.safe_load(path.read_text())
-    name = data.get("recipe")
+def recipe_class(name: str) -> type:
+    """The config dataclass of recipe ``name``."""
     if name not in RECIPES:
-        raise KeyError(f"{path}: unknown recipe {name!r}")
-    cls = type(importlib.import_module(RECIPES[name]).config(""))
-    return config_from_dict(cls, data)
+        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+    return type(importlib.import_module(RECIPES[name]).config(""))
 
 
-def load_run_encoder(run_dir: str | Path, random_init: bool = False, seed: int = 0):
-    """The encoder of a run (its latest checkpoint), or a random-init encoder of the same config.
+def load_run_config(run_dir: str | Path) -> Any:
+    """The typed recipe config a run wrote to ``RUN/config.yaml`` (old layouts upgraded by
+    :func:`vidfm.runs.upgrade_config`)."""
+    from vidfm.config import config_from_dict
+    from vidfm.runs import open_run
 
-    Returns (encoder, config): the config carries the clip size and normalisation the encoder expects.
-    """
-    import torch
+    run = open_run(run_dir)
+    if run.recipe not in RECIPES:
+        raise KeyError(f"{run.path / 'config.yaml'}: unknown recipe {run.recipe!r}")
+    return config_from_dict(recipe_class(run.recipe), run.raw)
 
-    from vidfm.models.encoder import VideoEncoder
-    from vidfm.train.checkpoint import load_model_weights
 
-    cfg = load_run_config(run_dir)
-    torch.manual_seed(seed)
-    encoder = VideoEncoder(cfg.encoder)
-    if not random_init:
-        load_model_weights(run_dir, encoder, prefix="encoder.")
-    return encoder, cfg
+def load_run_encoder(run_dir: str | Path, random_init: bool = False, seed: int = 0):  # noqa: ANN201
+    """(encoder, typed recipe config) of a run: its latest checkpoint's encoder, or a random-init encoder of
+    the same config (:func:`vidfm.runs.load_encoder`); the config carries the clip size and normalisation."""
+    from vidfm.runs import load_encoder
+
+    encoder, _ = load_encoder(run_dir, random_init=random_init, seed=seed)
+    return encoder, load_run_config(run_dir)

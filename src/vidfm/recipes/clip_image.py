@@ -23,10 +23,10 @@ from torch import nn
 
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
+from vidfm.models.clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.common import pick_variant
-from vidfm.teachers.clip import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass

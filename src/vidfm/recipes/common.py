@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 T = TypeVar("T")
 

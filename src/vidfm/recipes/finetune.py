@@ -26,7 +26,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.tasks.classify import MixupConfig
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass

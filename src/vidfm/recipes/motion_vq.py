@@ -31,7 +31,7 @@ from vidfm.lavit.detokenizer import DetokenizerConfig
 from vidfm.lavit.keyframe import KeyframeTokenizerConfig
 from vidfm.lavit.motion_vq import MotionVQConfig, QuantizerConfig
 from vidfm.models.encoder import EncoderConfig
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass
@@ -131,14 +131,6 @@ def resolve(cfg: MotionVQRecipe) -> MotionVQRecipe:
     if cfg.stage == "keyframe":
         return dataclasses.replace(cfg, keyframe=resolve_encoder(cfg.keyframe))
     return cfg
-
-
-def train(cfg: MotionVQRecipe, run_dir: str | Path) -> dict:
-    """Train one stage into ``run_dir`` with the one trainer (resumes when the folder has a checkpoint);
-    the same as ``vidfm pretrain --recipe motion_vq…``."""
-    from vidfm.train.pretrain import pretrain
-
-    return pretrain(cfg, run_dir)
 
 
 # ----------------------------------------------------------------------------- variants

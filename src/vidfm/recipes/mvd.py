@@ -37,7 +37,7 @@ from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.common import cpu_train, pick_variant
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass

@@ -33,7 +33,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.common import pick_variant
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass

@@ -35,7 +35,7 @@ from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.common import pick_variant
 from vidfm.recipes.umt import UMTTeacherConfig, umt_encoder
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 from vidfm.utils import log
 
 

@@ -22,7 +22,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.common import cpu_train, pick_variant
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass

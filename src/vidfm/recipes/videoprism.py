@@ -31,7 +31,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.common import pick_variant
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 def videoprism_encoder(

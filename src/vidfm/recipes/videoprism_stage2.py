@@ -33,7 +33,7 @@ from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.common import pick_variant
 from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder
-from vidfm.train.trainer import TrainConfig
+from vidfm.train.config import TrainConfig
 
 
 @dataclass
@@ -107,12 +107,14 @@ class VideoPrismStage2Recipe:
         frozen since stage 1), and the stage-1 text tower. The global head is trained to land in the
         stage-1 video-text space, which is what makes the stage-1 text tower usable here."""
         from vidfm.models.encoder import VideoEncoder
+        from vidfm.recipes import load_run_config
         from vidfm.recipes.videoprism import text_dual_encoder
         from vidfm.tasks.videoprism import VideoHead, load_stage1
         from vidfm.train.checkpoint import load_model_weights
 
         init = self._init_dir()
-        _, head, stage1 = load_stage1(init)
+        _, head, _ = load_stage1(init)
+        stage1 = load_run_config(init)
         encoder = VideoEncoder(self.encoder)
         load_model_weights(run_dir, encoder, prefix="encoder.")
         if self.global_weight > 0:

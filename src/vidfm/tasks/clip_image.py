@@ -19,9 +19,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig, VideoAugment
+from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower
 from vidfm.models.text import TextEncoderConfig
 from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
-from vidfm.teachers.clip import CLIPVisionConfig, CLIPVisionTower
 
 
 def captions_of(batch: dict) -> list[str]:

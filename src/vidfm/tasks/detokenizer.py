@@ -25,12 +25,12 @@ def edm_loss(
 
 def load_motion_vq(run_dir: str) -> nn.Module:
     """The motion VQ-VAE of a ``motion_vq`` run (its latest checkpoint), in eval mode."""
-    from vidfm.lavit.motion_vq import MotionVQVAE
-    from vidfm.recipes import load_run_config
-    from vidfm.train.checkpoint import load_model_weights
+    from vidfm.lavit.motion_vq import MotionVQConfig, MotionVQVAE
+    from vidfm.runs import open_run
 
-    model = MotionVQVAE(load_run_config(run_dir).motion)
-    load_model_weights(run_dir, model, prefix="model.")
+    run = open_run(run_dir)
+    model = MotionVQVAE(run.section("motion", MotionVQConfig))
+    run.load(model, "model.")
     return model.eval()
 
 

@@ -139,23 +139,24 @@ class VideoPrismTeacher(Teacher):
     @classmethod
     def from_run(cls, run_dir: str | Path) -> VideoPrismTeacher:
         """The teacher of a ``videoprism_stage1`` run folder (its latest checkpoint)."""
-        encoder, head, cfg = load_stage1(run_dir)
-        return cls(encoder, head, cfg.augment.size, tuple(cfg.augment.mean), tuple(cfg.augment.std))
+        encoder, head, augment = load_stage1(run_dir)
+        return cls(encoder, head, augment.size, tuple(augment.mean), tuple(augment.std))
 
 
-def load_stage1(run_dir: str | Path):  # noqa: ANN201 - (VideoEncoder, VideoHead, the stage-1 recipe)
-    """Encoder and video head of a ``videoprism_stage1`` run, weights loaded, and the run's config."""
-    from vidfm.recipes import load_run_config
-    from vidfm.train.checkpoint import load_model_weights
+def load_stage1(run_dir: str | Path) -> tuple[VideoEncoder, VideoHead, AugmentConfig]:
+    """Encoder and video head of a ``videoprism_stage1`` run, weights loaded, and the run's clip
+    augmentation (size and normalisation)."""
+    from vidfm.runs import open_run
 
-    cfg = load_run_config(run_dir)
-    if cfg.recipe != "videoprism_stage1":
-        raise ValueError(f"{run_dir} is a {cfg.recipe!r} run, not a videoprism_stage1 run")
-    encoder = VideoEncoder(cfg.encoder)
-    head = VideoHead(encoder.width, cfg.pool_heads or cfg.encoder.dims()[2], cfg.embed_dim)
-    load_model_weights(run_dir, encoder, prefix="encoder.")
-    load_model_weights(run_dir, head, prefix="video_head.")
-    return encoder.eval(), head.eval(), cfg
+    run = open_run(run_dir)
+    if run.recipe != "videoprism_stage1":
+        raise ValueError(f"{run_dir} is a {run.recipe!r} run, not a videoprism_stage1 run")
+    enc_cfg = run.section("encoder", EncoderConfig)
+    encoder = VideoEncoder(enc_cfg)
+    head = VideoHead(encoder.width, run.get("pool_heads") or enc_cfg.dims()[2], int(run.get("embed_dim")))
+    run.load(encoder, "encoder.")
+    run.load(head, "video_head.")
+    return encoder.eval(), head.eval(), run.section("augment", AugmentConfig)
 
 
 def decode_all(

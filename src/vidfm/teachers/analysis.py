@@ -82,9 +82,9 @@ def format_similarity(results: dict[str, Similarity]) -> str:
 
 def plot_similarity(results: dict[str, Similarity], out: str | Path) -> None:
     """One heat map per teacher (shared colour scale, as the paper's figure) and the by-distance curves."""
-    from vidfm.eval.report import _pyplot
+    from vidfm.utils import pyplot
 
-    plt = _pyplot()
+    plt = pyplot()
     n = len(results)
     fig, axes = plt.subplots(1, n + 1, figsize=(3.2 * (n + 1), 3.0), squeeze=False)
     lo = min(float(r.matrix.min()) for r in results.values())

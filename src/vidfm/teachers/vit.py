@@ -18,8 +18,14 @@ from typing import Literal
 
 import torch
 
-from vidfm.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # MAE/VideoMAE/MVD inputs; the default
+from vidfm.data.transforms import (  # MAE/VideoMAE/MVD inputs; the default
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    AugmentConfig,
+)
 from vidfm.models.encoder import VideoEncoder
+from vidfm.runs import is_run
+from vidfm.runs import load_encoder as load_run_encoder
 from vidfm.teachers.base import Teacher, TeacherOutput
 
 TeacherKind = Literal["image", "video"]
@@ -102,12 +108,10 @@ def load_teacher_encoder(
     if not path.exists():
         raise FileNotFoundError(f"teacher {path} does not exist")
     mean, std = IMAGENET_MEAN, IMAGENET_STD
-    if (path / "config.yaml").is_file() and (path / "checkpoints").is_dir():
-        from vidfm.recipes import load_run_encoder
-
-        encoder, cfg = load_run_encoder(path)
-        augment = getattr(cfg, "augment", None)
-        if augment is not None:
+    if is_run(path):
+        encoder, run = load_run_encoder(path)
+        if run.has("augment"):
+            augment = run.section("augment", AugmentConfig)
             mean, std = tuple(augment.mean), tuple(augment.std)
         return encoder.eval(), mean, std
     if hf_model_type(path) in ("vit", "vit_mae"):

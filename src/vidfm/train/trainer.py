@@ -17,7 +17,7 @@ under any world size and either wrapper.
 Streaming datasets (``IterableDataset`` with ``plan(batch_size, rank, world_size)`` and
 ``set_epoch(epoch, start_batch)``, e.g. :class:`vidfm.data.shards.ShardDataset`) split and resume
 themselves. With ``teacher_cache`` set, each clip comes with one of its K cached augmented views: the
-task's teachers are replaced by lookups and its crop by the view's (:mod:`vidfm.data.teacher_cache`).
+task's teachers are replaced by lookups and its crop by the view's (:mod:`vidfm.teachers.cache`).
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ import math
 import os
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -49,9 +48,9 @@ from vidfm.train.checkpoint import (
     set_rng_state,
     trainable_state_dict,
 )
+from vidfm.train.config import TrainConfig, validate_train_config
 from vidfm.train.distributed import (
     DevicePrefetcher,
-    ParallelMode,
     all_reduce_mean,
     full_tensors,
     gradient_sync,
@@ -73,58 +72,6 @@ _RESERVED = frozenset("step lr wd grad_norm clips_per_s data_wait_frac time epoc
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite for ``max_bad_steps`` steps)."""
-
-
-@dataclass
-class TrainConfig:
-    """Trainer settings; ``lr`` is the absolute base learning rate (recipes scale it by batch size)."""
-
-    steps: int = 1000
-    batch_size: int = 8  # per rank and micro-batch
-    lr: float = 1.5e-4
-    min_lr: float = 1e-5
-    warmup_steps: int = 0
-    warmup_lr: float = 0.0
-    weight_decay: float = 0.05
-    weight_decay_end: float | None = None  # None: constant weight decay
-    layer_decay: float = 1.0  # < 1 needs task.layer_id(name) and task.num_layers
-    betas: tuple[float, float] = (0.9, 0.95)
-    eps: float = 1e-8
-    clip_grad: float | None = None
-    accum_steps: int = 1
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
-    compile: bool = False
-    ckpt_every: int = 500  # 0: only at the end
-    keep_last: int = 2
-    log_every: int = 10
-    seed: int = 0
-    workers: int = 4
-    max_bad_steps: int = 5
-    device: str = "auto"
-    progress: bool = True
-    resume: bool = True
-    parallel: ParallelMode = "auto"  # with > 1 process: auto/ddp = DistributedDataParallel, fsdp = FSDP2
-    activation_checkpointing: bool = False  # recompute trainable blocks in backward (less memory)
-    prefetch: bool = True  # CUDA: copy the next batch on a side stream during the current step
-    teacher_cache: str = ""  # folder of cached teacher targets (vidfm data cache-targets); "" = live teachers
-    # Weights to start from when the run has no checkpoint yet: a `vidfm convert` folder, weights file or
-    # run whose keys are the task's trainable state (e.g. an official MVD student with its decoders).
-    init_from: str = ""
-
-
-def _validate(cfg: TrainConfig) -> None:
-    positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
-    for name in positive:
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
-    if not 0 <= cfg.warmup_steps <= cfg.steps:
-        raise ValueError(
-            f"TrainConfig.warmup_steps must be in [0, steps={cfg.steps}], got {cfg.warmup_steps}"
-        )
-    if cfg.ckpt_every < 0 or cfg.workers < 0:
-        raise ValueError("TrainConfig.ckpt_every and workers must be >= 0")
-    if cfg.precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"TrainConfig.precision must be auto, bf16 or fp32, got {cfg.precision!r}")
 
 
 def dist_info() -> tuple[int, int]:
@@ -254,7 +201,7 @@ class Trainer:
         config_to_save: the resolved run config written to config.yaml (``cfg`` itself when None).
         on_log: called with every logged record (rank 0).
         """
-        _validate(cfg)
+        validate_train_config(cfg)
         self.cfg, self.run_dir, self.on_log = cfg, Path(run_dir), on_log
         self.config_to_save = config_to_save
         info = init_distributed(device=cfg.device)
@@ -264,7 +211,7 @@ class Trainer:
         if self.resident:
             dataset.to_device(self.device)
         if cfg.teacher_cache:
-            from vidfm.data.teacher_cache import TeacherCache
+            from vidfm.teachers.cache import TeacherCache
 
             # Before moving to the device: the cached lookups replace the teachers' weights.
             cache = TeacherCache(cfg.teacher_cache)

@@ -1,0 +1,61 @@
+"""Trainer settings (:class:`TrainConfig`): a recipe's ``train`` section, below the recipes in the layering
+so they can name it without importing the trainer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from vidfm.train.distributed import ParallelMode
+
+
+@dataclass
+class TrainConfig:
+    """Trainer settings; ``lr`` is the absolute base learning rate (recipes scale it by batch size)."""
+
+    steps: int = 1000
+    batch_size: int = 8  # per rank and micro-batch
+    lr: float = 1.5e-4
+    min_lr: float = 1e-5
+    warmup_steps: int = 0
+    warmup_lr: float = 0.0
+    weight_decay: float = 0.05
+    weight_decay_end: float | None = None  # None: constant weight decay
+    layer_decay: float = 1.0  # < 1 needs task.layer_id(name) and task.num_layers
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    clip_grad: float | None = None
+    accum_steps: int = 1
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    compile: bool = False
+    ckpt_every: int = 500  # 0: only at the end
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    workers: int = 4
+    max_bad_steps: int = 5
+    device: str = "auto"
+    progress: bool = True
+    resume: bool = True
+    parallel: ParallelMode = "auto"  # with > 1 process: auto/ddp = DistributedDataParallel, fsdp = FSDP2
+    activation_checkpointing: bool = False  # recompute trainable blocks in backward (less memory)
+    prefetch: bool = True  # CUDA: copy the next batch on a side stream during the current step
+    teacher_cache: str = ""  # folder of cached teacher targets (vidfm data cache-targets); "" = live teachers
+    # Weights to start from when the run has no checkpoint yet: a `vidfm convert` folder, weights file or
+    # run whose keys are the task's trainable state (e.g. an official MVD student with its decoders).
+    init_from: str = ""
+
+
+def validate_train_config(cfg: TrainConfig) -> None:
+    positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
+    for name in positive:
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
+    if not 0 <= cfg.warmup_steps <= cfg.steps:
+        raise ValueError(
+            f"TrainConfig.warmup_steps must be in [0, steps={cfg.steps}], got {cfg.warmup_steps}"
+        )
+    if cfg.ckpt_every < 0 or cfg.workers < 0:
+        raise ValueError("TrainConfig.ckpt_every and workers must be >= 0")
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"TrainConfig.precision must be auto, bf16 or fp32, got {cfg.precision!r}")

@@ -38,9 +38,9 @@ from vidfm.convert.official_videomae import (
 from vidfm.convert.umt import from_official_umt, is_official_umt, to_official_umt
 from vidfm.convert.videomae import Converted, StateDict, build_converted, build_models, split_state_dict
 from vidfm.io import load_tensors, save_tensors
+from vidfm.models.clip_vision import CLIPVisionConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
-from vidfm.teachers.clip import CLIPVisionConfig
 from vidfm.utils import log
 
 WEIGHTS = "model.safetensors"

@@ -18,7 +18,7 @@ from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
 from vidfm.models.encoder import SIZES, EncoderConfig, VideoEncoder
 
 if TYPE_CHECKING:
-    from vidfm.teachers.clip import CLIPVisionConfig
+    from vidfm.models.clip_vision import CLIPVisionConfig
 
 StateDict = dict[str, torch.Tensor]
 # What the tensors of a converted checkpoint are, named by the vidfm task whose trainable state dict they
@@ -162,7 +162,7 @@ def build_converted(conv: Converted) -> dict[str, nn.Module]:
         head, _, rest = k.partition(".")
         groups.setdefault(head, {})[rest] = v
     if conv.layout == "clip":
-        from vidfm.teachers.clip import CLIPVisionTower
+        from vidfm.models.clip_vision import CLIPVisionTower
 
         if conv.tower is None or set(groups) != {"visual"}:
             raise ValueError(

@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 
 from vidfm.data.transforms import AugmentConfig, resize
-from vidfm.models.clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, CLIPVisionTower
+from vidfm.models.clip_vision import (  # noqa: F401 - the tower's names stay importable from here
+    CLIP_MEAN,
+    CLIP_STD,
+    Activation,
+    CLIPVisionConfig,
+    CLIPVisionTower,
+    clip_encoder_config,
+    cls_attention,
+)
 from vidfm.runs import is_run, open_run
 from vidfm.teachers.base import Teacher, TeacherOutput
 

@@ -63,8 +63,8 @@ def overrides(
         ]
     if (
         lr is not None
-    ):  # one lr for every run instead of each recipe's own (blr=null turns off the scaling rule)
-        out += [f"train.lr={lr}", "blr=null"]
+    ):  # one lr for every run instead of each recipe's own (train.lr replaces the scaling rule)
+        out += [f"train.lr={lr}"]
     return out
 
 

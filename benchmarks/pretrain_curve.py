@@ -23,14 +23,15 @@ from vidfm.eval.frozen import probe_features, split_features
 from vidfm.models.encoder import VideoEncoder
 from vidfm.recipes.videomae import tiny
 from vidfm.train.checkpoint import list_checkpoints, load_model_weights
+from vidfm.train.config import effective_lr
 from vidfm.train.pretrain import pretrain
 
 # Variant name -> config overrides on top of the tiny recipe (after --steps is applied).
 VARIANTS: dict[str, list[str]] = {
-    "official": ["blr=1.5e-4"],  # VideoMAE's lr rule: 1.5e-4 x batch/256 -> 9.4e-6 at batch 16
+    "official": ["train.blr=1.5e-4"],  # VideoMAE's lr rule: 1.5e-4 x batch/256 -> 9.4e-6 at batch 16
     "tiny": [],  # the recipe as shipped
-    "lr1e-3": ["blr=none", "train.lr=1e-3"],
-    "lr3e-3": ["blr=none", "train.lr=3e-3"],
+    "lr1e-3": ["train.lr=1e-3"],
+    "lr3e-3": ["train.lr=3e-3"],
     "mask0.75": ["mask.ratio=0.75"],
     "raw-pixels": ["normalize_target=false"],
     "patch16": ["encoder.size=T/16"],
@@ -105,7 +106,7 @@ def main() -> None:
                             pool,
                             step,
                             minutes * step / args.steps,
-                            f"{cfg.train.lr:.2e}",
+                            f"{effective_lr(cfg.train, 1):.2e}",
                             r.label,
                             r.linear,
                         )

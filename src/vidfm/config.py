@@ -121,13 +121,37 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
 
 
 def apply_overrides(cfg: T, overrides: list[str] | None) -> T:
-    """Return a copy of ``cfg`` with ``["a.b=value", ...]`` applied; values are parsed as YAML scalars."""
+    """Return a copy of ``cfg`` with ``["a.b=value", ...]`` applied; values are parsed as YAML scalars.
+
+    Exclusive fields (declared with ``field(metadata={"excludes": "other"})``, e.g. ``train.lr`` and
+    ``train.blr``): setting one to a value clears the other; setting both in one call is an error.
+    """
+    set_keys: set[str] = set()
     for item in overrides or []:
         if "=" not in item:
             raise ValueError(f"override {item!r} must look like key.path=value")
         key, raw = item.split("=", 1)
-        cfg = _set_path(cfg, key.strip().split("."), raw)
+        key = key.strip()
+        cfg = _set_path(cfg, key.split("."), raw)
+        other = _excluded_by(cfg, key.split("."))
+        if other is not None:
+            parent = key.rpartition(".")[0]
+            other_key = f"{parent}.{other}" if parent else other
+            if other_key in set_keys:
+                raise ValueError(f"{key} and {other_key} exclude each other: set only one of them")
+            set_keys.add(key)
     return cfg
+
+
+def _excluded_by(obj: Any, path: list[str]) -> str | None:
+    """The field a (just set, not None) field at ``path`` excludes, or None."""
+    for name in path[:-1]:
+        obj = getattr(obj, name)
+    f = {f.name: f for f in dataclasses.fields(obj)}[path[-1]]
+    other = f.metadata.get("excludes")
+    if other is None or getattr(obj, path[-1]) is None:
+        return None
+    return other
 
 
 def _set_path(obj: Any, path: list[str], raw: str) -> Any:
@@ -147,6 +171,9 @@ def _set_path(obj: Any, path: list[str], raw: str) -> Any:
     else:
         # Keep the raw string for str fields (YAML would turn "1e-3" or "on" into other types).
         value = _coerce(raw if _is_str_like(annotation) else parsed, annotation)
+    other = dataclasses.fields(obj)[names.index(name)].metadata.get("excludes")
+    if other is not None and value is not None:  # the exclusive partner gives way
+        return dataclasses.replace(obj, **{name: value, other: None})
     return dataclasses.replace(obj, **{name: value})
 
 

@@ -29,8 +29,20 @@ CONFIG_FILE = "config.yaml"
 
 def upgrade_config(raw: dict[str, Any]) -> dict[str, Any]:
     """``config.yaml`` of any vidfm version -> the current layout (a new dict); each change of layout adds
-    its step here, so old runs keep loading."""
-    return dict(raw)
+    its step here, so old runs keep loading.
+
+    - A top-level ``blr`` (the linear lr rule before it became ``train.blr``) moves into ``train``; the
+      ``train.lr`` the run had derived from it is dropped (the trainer derives it again, the same way).
+    """
+    raw = dict(raw)
+    if "blr" in raw:
+        blr = raw.pop("blr")
+        if isinstance(raw.get("train"), dict):
+            train = dict(raw["train"])
+            if blr is not None:
+                train["blr"], train["lr"] = blr, None
+            raw["train"] = train
+    return raw
 
 
 def is_run(path: str | Path) -> bool:

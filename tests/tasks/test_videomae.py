@@ -21,7 +21,6 @@ SMALL = [
     "train.workers=0",
     "train.progress=false",
     "train.log_every=1",
-    "blr=none",
     "train.lr=1e-3",
     "train.warmup_steps=1",
 ]

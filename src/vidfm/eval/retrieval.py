@@ -71,7 +71,7 @@ def load_dual_encoder(run_dir: str | Path):  # noqa: ANN201 - a DualEncoder
     from vidfm.recipes import load_run_config
 
     cfg = load_run_config(run_dir)
-    if not hasattr(cfg, "dual_encoder"):
+    if not cfg.has_text_tower:
         raise ValueError(f"{run_dir} is a {cfg.recipe!r} run: it has no text tower to evaluate zero-shot")
     return cfg.dual_encoder(run_dir), cfg
 

@@ -345,7 +345,7 @@ def _retrieval(ckpt: Checkpoint, task: Task, manifest: Path, run_cfg, cfg: Suite
 def is_video_language(run_cfg: Any) -> bool:
     """Whether a run has a text tower: its recipe builds a dual encoder (``umt_stage2``, ``clip_image``),
     which is what :func:`vidfm.eval.retrieval.load_dual_encoder` needs."""
-    return callable(getattr(run_cfg, "dual_encoder", None))
+    return bool(run_cfg.has_text_tower)
 
 
 def retrieval_cells(res: Any) -> tuple[dict[str, Cell], list[dict]]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from torch import nn
 
@@ -25,12 +26,14 @@ from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
 @dataclass
-class CLIPImageRecipe:
+class CLIPImageRecipe(Recipe):
     """Everything one clip_image run needs; written to ``RUN/config.yaml``.
 
     frames: frames drawn per clip per step (images per step = batch × frames).
@@ -61,10 +64,12 @@ class CLIPImageRecipe:
         )
     )
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.clip_image import CLIPImageTask
 
         return CLIPImageTask(self.vision, self.augment, self.text, self.frames, self.temperature)
+
+    has_text_tower: ClassVar[bool] = True
 
     def dual_encoder(self, run_dir: str | Path) -> nn.Module:
         """The trained towers as a :class:`~vidfm.models.heads.DualEncoder` (video = mean of its frames)."""

@@ -24,19 +24,21 @@ from torch import nn
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.tasks.classify import MixupConfig
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
 @dataclass
-class FinetuneRecipe:
+class FinetuneRecipe(Recipe):
     """Everything one fine-tuning run needs; written to ``RUN/config.yaml``.
 
     init: pre-trained run folder, checkpoint folder or weights file whose ``encoder.*`` weights start the
     encoder ("" = from scratch). label: manifest column to learn; num_classes: None = the number of class
-    names of that column in the manifest. test_clips × test_crops: multi-view test. blr: effective
-    lr = blr × total batch / 256 (VideoMAE's scaling of ``--lr``).
+    names of that column in the manifest. test_clips × test_crops: multi-view test. train.blr:
+    effective lr = blr × total batch / 256 (VideoMAE's scaling of ``--lr``).
     """
 
     recipe: str = "finetune"
@@ -52,6 +54,8 @@ class FinetuneRecipe:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             batch_size=8,
+            lr=None,
+            blr=1e-3,
             steps=100_000,
             warmup_steps=5_000,
             warmup_lr=1e-6,
@@ -61,7 +65,6 @@ class FinetuneRecipe:
             betas=(0.9, 0.999),
         )
     )
-    blr: float | None = 1e-3
     label_smoothing: float = 0.1
     mixup: MixupConfig = field(default_factory=MixupConfig)
     fc_drop: float = 0.0
@@ -84,7 +87,7 @@ class FinetuneRecipe:
             )
         return len(classes[self.label])
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.classify import ClassifyTask
 
         task = ClassifyTask(
@@ -137,9 +140,10 @@ def tiny() -> FinetuneRecipe:
         ),
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
-        train=cpu_train(200, warmup_lr=1e-6, min_lr=1e-6, layer_decay=0.75, betas=(0.9, 0.999)),
         # lr 1e-3 at batch 16: the official 1e-3 x batch/256 would move a 200-step run nowhere.
-        blr=1e-3 * 16,
+        train=cpu_train(
+            200, lr=None, blr=1e-3 * 16, warmup_lr=1e-6, min_lr=1e-6, layer_decay=0.75, betas=(0.9, 0.999)
+        ),
         # Two epochs of digits-motion are too few for mixup/cutmix to pay (they slow fitting); on for the
         # full recipe.
         mixup=MixupConfig(prob=0.0),

@@ -22,7 +22,9 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -41,11 +43,11 @@ def image_encoder(size: str = "B/16", img_size: int = 224, **fields) -> EncoderC
 
 
 @dataclass
-class MAEImageRecipe:
+class MAEImageRecipe(Recipe):
     """Everything one image-MAE run needs; written to ``RUN/config.yaml``.
 
     data.num_frames: frames per clip, each an image (batch of images = train.batch_size × num_frames).
-    blr: base learning rate; effective lr = blr × clips per step / 256. The trainer's linear rule counts
+    train.blr: base learning rate; effective lr = blr × clips per step / 256. The trainer's linear rule counts
     clips and MAE's counts images, so blr = 1.5e-4 × ``data.num_frames`` is MAE's rate per image.
     """
 
@@ -62,6 +64,8 @@ class MAEImageRecipe:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             batch_size=64,
+            lr=None,
+            blr=1.5e-4 * 4,  # MAE's 1.5e-4 per 256 images, at 4 frames per clip
             min_lr=0.0,
             weight_decay=0.05,
             betas=(0.9, 0.95),
@@ -69,10 +73,9 @@ class MAEImageRecipe:
             warmup_steps=5_000,
         )
     )
-    blr: float | None = 1.5e-4 * 4  # MAE's 1.5e-4 per 256 images, at 4 frames per clip
     normalize_target: bool = True
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.mae_image import MAEImageTask
 
         return MAEImageTask(self.encoder, self.decoder, self.mask, self.augment, self.normalize_target)
@@ -91,6 +94,5 @@ def tiny() -> MAEImageRecipe:
         decoder=DecoderConfig(depth=2, qkv_bias="fused"),
         augment=AugmentConfig(size=64),
         data=DataConfig(sampling="segment", num_frames=4, short_side=64),
-        train=cpu_train(300),
-        blr=1.5e-4 * 4,
+        train=cpu_train(300, lr=None, blr=1.5e-4 * 4),
     )

@@ -31,6 +31,8 @@ from vidfm.lavit.detokenizer import DetokenizerConfig
 from vidfm.lavit.keyframe import KeyframeTokenizerConfig
 from vidfm.lavit.motion_vq import MotionVQConfig, QuantizerConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -51,7 +53,7 @@ class LavitDataConfig:
 
 
 @dataclass
-class MotionVQRecipe:
+class MotionVQRecipe(Recipe):
     """Everything one tokenizer run needs; written to ``RUN/config.yaml``. Only the section of ``stage``
     is used; ``motion_run`` (detokenizer stage) names the motion VQ run whose reconstruction conditions
     training (empty: the true motion)."""
@@ -72,7 +74,7 @@ class MotionVQRecipe:
     pixel_weight: float = 1.0
     motion_run: str = ""
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         if self.stage == "motion":
             from vidfm.tasks.motion_vq import MotionVQTask
 
@@ -91,6 +93,10 @@ class MotionVQRecipe:
     def prepare(self) -> MotionVQRecipe:
         """Checked shapes and the keyframe encoder resolved (see :func:`resolve`); run by ``pretrain``."""
         return resolve(self)
+
+    def training_data(self, seed: int) -> tuple[Any, None]:
+        """The stage's clip dataset; its items are already batched by torch's default collate."""
+        return self.build_dataset(seed=seed), None
 
     def build_dataset(self, seed: int = 0, split: str | None = None) -> Any:
         """The :class:`~vidfm.lavit.dataset.ClipDataset` of ``data`` (``split`` overrides ``data.split``)."""

@@ -36,7 +36,9 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -63,8 +65,8 @@ class MVDTeachers:
 
 
 @dataclass
-class MVDRecipe:
-    """Everything one MVD run needs; written to ``RUN/config.yaml``. blr as in the VideoMAE recipe."""
+class MVDRecipe(Recipe):
+    """Everything one MVD run needs; written to ``RUN/config.yaml``. ``train.blr`` as in the VideoMAE recipe."""
 
     recipe: str = "mvd"
     encoder: EncoderConfig = field(
@@ -82,6 +84,8 @@ class MVDRecipe:
         default_factory=lambda: TrainConfig(
             batch_size=16,
             accum_steps=2,
+            lr=None,
+            blr=1.5e-4,
             min_lr=1e-5,
             weight_decay=0.05,
             betas=(0.9, 0.95),
@@ -89,9 +93,8 @@ class MVDRecipe:
             warmup_steps=9_400,
         )
     )
-    blr: float | None = 1.5e-4
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         """The task with its teachers loaded (only those with a non-zero weight)."""
         from vidfm.tasks.mvd import MVDTask
 
@@ -101,8 +104,8 @@ class MVDRecipe:
             self.decoder,
             self.mask,
             self.augment,
-            image_teacher=self._teacher("image", t.image, t.image_weight, t.image_size),
-            video_teacher=self._teacher("video", t.video, t.video_weight, t.video_size),
+            image_teacher=self._teacher(targets, "image", t.image, t.image_weight, t.image_size),
+            video_teacher=self._teacher(targets, "video", t.video, t.video_weight, t.video_size),
             image_weight=t.image_weight,
             video_weight=t.video_weight,
             align=t.align,
@@ -110,7 +113,14 @@ class MVDRecipe:
             norm_target=t.norm_target,
         )
 
-    def _teacher(self, kind: Literal["image", "video"], path: str, weight: float, size: int | None):
+    def _teacher(
+        self,
+        targets: TargetSource,
+        kind: Literal["image", "video"],
+        path: str,
+        weight: float,
+        size: int | None,
+    ) -> nn.Module | None:
         if weight == 0:
             return None
         if not path:
@@ -121,14 +131,17 @@ class MVDRecipe:
         from vidfm.teachers.vit import load_teacher
 
         t = self.teachers
-        return load_teacher(
-            path,
-            kind=kind,
-            size=size,
-            layer=t.layer,
-            final_norm=t.final_norm,
-            num_frames=self.encoder.num_frames,
-            img_size=self.encoder.img_size,
+        return targets.teacher(
+            f"teacher_{kind}",
+            lambda: load_teacher(
+                path,
+                kind=kind,
+                size=size,
+                layer=t.layer,
+                final_norm=t.final_norm,
+                num_frames=self.encoder.num_frames,
+                img_size=self.encoder.img_size,
+            ),
         )
 
 
@@ -151,5 +164,4 @@ def tiny() -> MVDRecipe:
         # lr 1e-3 as videomae:tiny (the linear rule gives ~1e-5 at batch 16: nothing moves in 300 steps);
         # benchmarks/mvd_claims.py trains teachers and students at this rate.
         train=cpu_train(300, lr=1e-3),
-        blr=None,
     )

@@ -32,7 +32,9 @@ from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -73,11 +75,11 @@ def umt_encoder(size: str = "B/16", num_frames: int = 8, img_size: int = 224, **
 
 
 @dataclass
-class UMTRecipe:
+class UMTRecipe(Recipe):
     """Everything one UMT stage-1 run needs; written to ``RUN/config.yaml``.
 
     align_layers: K, the last K student blocks aligned with the teacher's last K (6 in UMT).
-    blr: base lr; effective lr = blr × global batch / 256.
+    train.blr: base lr; effective lr = blr × global batch / 256.
     """
 
     recipe: str = "umt"
@@ -92,6 +94,8 @@ class UMTRecipe:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             batch_size=64,
+            lr=None,
+            blr=1.5e-4,
             min_lr=1e-6,
             weight_decay=0.05,
             betas=(0.9, 0.95),
@@ -99,13 +103,19 @@ class UMTRecipe:
             warmup_steps=12_700,
         )
     )
-    blr: float | None = 1.5e-4
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.umt import UMTTask
 
-        teacher = self.teacher.build(self.align_layers)
-        return UMTTask(self.encoder, self.mask, self.augment, teacher, self.align_layers, self.teacher.resize)
+        teacher = targets.teacher("teacher", lambda: self.teacher.build(self.align_layers))
+        return UMTTask(
+            encoder=self.encoder,
+            mask=self.mask,
+            augment=self.augment,
+            teacher=teacher,
+            align_layers=self.align_layers,
+            resize=self.teacher.resize,
+        )
 
 
 def config(variant: str = "") -> UMTRecipe:
@@ -125,6 +135,8 @@ def tiny() -> UMTRecipe:
         align_layers=2,
         train=TrainConfig(
             batch_size=16,
+            lr=None,
+            blr=1.5e-4 * 8,
             steps=150,
             warmup_steps=15,
             min_lr=1e-5,
@@ -134,5 +146,4 @@ def tiny() -> UMTRecipe:
             log_every=10,
             workers=1,
         ),
-        blr=1.5e-4 * 8,
     )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from torch import nn
 
@@ -32,15 +33,17 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
 from vidfm.recipes.umt import UMTTeacherConfig, umt_encoder
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 from vidfm.utils import log
 
 
 @dataclass
-class UMTStage2Recipe:
+class UMTStage2Recipe(Recipe):
     """Everything one stage-2 run needs; written to ``RUN/config.yaml``.
 
     init: the stage-1 run (or any vidfm run with the same encoder) the student and its alignment heads start
@@ -76,35 +79,39 @@ class UMTStage2Recipe:
         )
     )
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.umt_stage2 import UMTStage2Task
 
-        teacher = self.teacher.build(self.align_layers) if self.weights.uta > 0 else None
+        teacher = None
+        if self.weights.uta > 0:
+            teacher = targets.teacher("teacher", lambda: self.teacher.build(self.align_layers))
         task = UMTStage2Task(
-            self.encoder,
-            self.mask,
-            self.augment,
-            teacher,
-            self.align_layers,
-            self.text,
-            self.fusion,
-            self.embed_dim,
-            self.temperature,
-            self.weights,
-            self.mlm_prob,
-            self.hard_negatives,
-            self.teacher.resize,
+            encoder=self.encoder,
+            mask=self.mask,
+            augment=self.augment,
+            teacher=teacher,
+            align_layers=self.align_layers,
+            text=self.text,
+            fusion=self.fusion,
+            embed_dim=self.embed_dim,
+            temperature=self.temperature,
+            weights=self.weights,
+            mlm_prob=self.mlm_prob,
+            hard_negatives=self.hard_negatives,
+            resize=self.teacher.resize,
         )
         if self.init:  # a resumed run then overwrites every weight from its own checkpoint
             from vidfm.train.checkpoint import load_model_weights
 
             load_model_weights(self.init, task.encoder, prefix="encoder.")
-            if hasattr(task, "align_heads"):
+            if teacher is not None:  # UTA on: the task has alignment heads
                 try:
                     load_model_weights(self.init, task.align_heads, prefix="align_heads.")
                 except (KeyError, RuntimeError) as e:  # another K or teacher width: heads start fresh
                     log.info("alignment heads not taken from %s (%s)", self.init, str(e).splitlines()[0])
         return task
+
+    has_text_tower: ClassVar[bool] = True
 
     def dual_encoder(self, run_dir: str | Path) -> nn.Module:
         """Video tower (encoder on all tokens, mean, ``vision_proj``) and text tower of a trained run."""

@@ -21,17 +21,16 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
 @dataclass
-class VideoMAERecipe:
-    """Everything one VideoMAE run needs; written to ``RUN/config.yaml``.
-
-    blr: base learning rate; the effective lr is blr × (batch × accum × world) / 256 (VideoMAE's linear
-    scaling rule), written into ``train.lr`` when the run starts. None keeps ``train.lr`` as given.
-    """
+class VideoMAERecipe(Recipe):
+    """Everything one VideoMAE run needs; written to ``RUN/config.yaml``. The paper's lr is the linear rule
+    ``train.blr`` = 1.5e-4 (lr = blr × batch × accum × world / 256)."""
 
     recipe: str = "videomae"
     encoder: EncoderConfig = field(default_factory=lambda: EncoderConfig(size="B/16", tubelet=2))
@@ -42,6 +41,8 @@ class VideoMAERecipe:
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             batch_size=32,
+            lr=None,
+            blr=1.5e-4,
             min_lr=1e-5,
             weight_decay=0.05,
             betas=(0.9, 0.95),
@@ -49,11 +50,10 @@ class VideoMAERecipe:
             warmup_steps=5_000,
         )
     )
-    blr: float | None = 1.5e-4
     normalize_target: bool = True
     target_eps: float = 1e-6  # official VideoMAE adds 1e-6 to the patch std; see VideoMAETask
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.videomae import VideoMAETask
 
         return VideoMAETask(
@@ -84,5 +84,4 @@ def tiny() -> VideoMAERecipe:
         augment=AugmentConfig(size=64),
         data=DataConfig(num_frames=16, stride=1, short_side=64),
         train=cpu_train(500, lr=1e-3),
-        blr=None,
     )

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from torch import nn
 
@@ -30,7 +31,9 @@ from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -65,7 +68,7 @@ def tiny_encoder() -> EncoderConfig:
 
 
 @dataclass
-class VideoPrismStage1Recipe:
+class VideoPrismStage1Recipe(Recipe):
     """Everything one stage-1 run needs; written to ``RUN/config.yaml``.
 
     embed_dim: width of the shared video-text space. pool_heads: MAP pooler heads (None = the encoder's).
@@ -94,12 +97,14 @@ class VideoPrismStage1Recipe:
         )
     )
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.videoprism import VideoPrismStage1Task
 
         return VideoPrismStage1Task(
             self.encoder, self.augment, self.text, self.embed_dim, self.pool_heads, self.temperature
         )
+
+    has_text_tower: ClassVar[bool] = True
 
     def dual_encoder(self, run_dir: str | Path) -> nn.Module:
         """Video tower (encoder on all tokens, MAP head) and text tower of a trained run."""

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from torch import nn
 
@@ -31,13 +32,15 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
 from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
 @dataclass
-class VideoPrismStage2Recipe:
+class VideoPrismStage2Recipe(Recipe):
     """Everything one stage-2 run needs; written to ``RUN/config.yaml``.
 
     init: the ``videoprism_stage1`` run the student starts from and that serves as the frozen teacher.
@@ -77,30 +80,32 @@ class VideoPrismStage2Recipe:
             raise ValueError("init is not set: give the videoprism_stage1 run (--set init=RUN)")
         return self.init
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         """The student with the stage-1 weights, and the stage-1 teacher."""
         from vidfm.tasks.videoprism import VideoPrismStage2Task, VideoPrismTeacher
         from vidfm.train.checkpoint import load_model_weights
 
         init = self._init_dir()
         task = VideoPrismStage2Task(
-            self.encoder,
-            self.decoder,
-            self.mask,
-            self.augment,
-            VideoPrismTeacher.from_run(init),
-            self.shuffle,
-            self.token_weight,
-            self.global_weight,
-            self.token_loss,
-            self.global_loss,
-            self.pool_heads,
+            encoder=self.encoder,
+            decoder=self.decoder,
+            mask=self.mask,
+            augment=self.augment,
+            teacher=targets.teacher("teacher", lambda: VideoPrismTeacher.from_run(init)),
+            shuffle=self.shuffle,
+            token_weight=self.token_weight,
+            global_weight=self.global_weight,
+            token_loss=self.token_loss,
+            global_loss=self.global_loss,
+            pool_heads=self.pool_heads,
         )
         # A resumed run then overwrites every weight from its own checkpoint.
         load_model_weights(init, task.encoder, prefix="encoder.")
-        if hasattr(task, "global_head"):
+        if self.global_weight > 0:  # the task has a global head
             load_model_weights(init, task.global_head, prefix="video_head.")
         return task
+
+    has_text_tower: ClassVar[bool] = True
 
     def dual_encoder(self, run_dir: str | Path) -> nn.Module:
         """Zero-shot towers: this run's encoder with its global head (without one: the stage-1 MAP head,

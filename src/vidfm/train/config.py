@@ -3,7 +3,7 @@ so they can name it without importing the trainer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from vidfm.train.distributed import ParallelMode
@@ -11,11 +11,18 @@ from vidfm.train.distributed import ParallelMode
 
 @dataclass
 class TrainConfig:
-    """Trainer settings; ``lr`` is the absolute base learning rate (recipes scale it by batch size)."""
+    """Trainer settings.
+
+    The learning rate is one rule, set by exactly one of two fields: ``lr``, the absolute peak lr, or ``blr``,
+    the base lr of the linear scaling rule (MAE/VideoMAE: lr = blr × batch_size × accum_steps × world / 256).
+    Setting one with ``--set`` clears the other (:func:`vidfm.config.apply_overrides`); setting both in one
+    command is an error.
+    """
 
     steps: int = 1000
     batch_size: int = 8  # per rank and micro-batch
-    lr: float = 1.5e-4
+    lr: float | None = field(default=1.5e-4, metadata={"excludes": "blr"})
+    blr: float | None = field(default=None, metadata={"excludes": "lr"})
     min_lr: float = 1e-5
     warmup_steps: int = 0
     warmup_lr: float = 0.0
@@ -46,7 +53,20 @@ class TrainConfig:
     init_from: str = ""
 
 
+def effective_lr(cfg: TrainConfig, world_size: int) -> float:
+    """The peak lr of a run with ``world_size`` processes: ``lr``, or ``blr`` × global batch / 256."""
+    if (cfg.lr is None) == (cfg.blr is None):
+        raise ValueError(
+            "set exactly one of train.lr (absolute) and train.blr (scaled by batch / 256), "
+            f"got lr={cfg.lr} and blr={cfg.blr}"
+        )
+    if cfg.lr is not None:
+        return cfg.lr
+    return cfg.blr * cfg.batch_size * cfg.accum_steps * world_size / 256  # type: ignore[operator]
+
+
 def validate_train_config(cfg: TrainConfig) -> None:
+    effective_lr(cfg, 1)
     positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
     for name in positive:
         if getattr(cfg, name) < 1:

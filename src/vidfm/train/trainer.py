@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,7 +47,7 @@ from vidfm.train.checkpoint import (
     set_rng_state,
     trainable_state_dict,
 )
-from vidfm.train.config import TrainConfig, validate_train_config
+from vidfm.train.config import TrainConfig, effective_lr, validate_train_config
 from vidfm.train.distributed import (
     DevicePrefetcher,
     all_reduce_mean,
@@ -72,15 +71,6 @@ _RESERVED = frozenset("step lr wd grad_norm clips_per_s data_wait_frac time epoc
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite for ``max_bad_steps`` steps)."""
-
-
-def dist_info() -> tuple[int, int]:
-    """``(rank, world_size)`` from ``torch.distributed`` if initialised, else from the ``torchrun``
-    environment the trainer will join (``RANK``/``WORLD_SIZE``), else ``(0, 1)``; recipes read it
-    before the trainer exists to scale the learning rate by the global batch."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
 
 
 class EpochSampler(Sampler):
@@ -243,8 +233,9 @@ class Trainer:
             )
         else:
             self.sampler = EpochSampler(len(dataset), cfg.batch_size, cfg.seed, self.rank, self.world_size)  # type: ignore[arg-type]
-        self.optimizer = build_optimizer(self._groups(), cfg.lr, tuple(cfg.betas), cfg.eps)  # type: ignore[arg-type]
-        self.lr = cosine_schedule(cfg.lr, cfg.min_lr, cfg.steps, cfg.warmup_steps, cfg.warmup_lr)
+        lr = effective_lr(cfg, self.world_size)
+        self.optimizer = build_optimizer(self._groups(), lr, tuple(cfg.betas), cfg.eps)  # type: ignore[arg-type]
+        self.lr = cosine_schedule(lr, cfg.min_lr, cfg.steps, cfg.warmup_steps, cfg.warmup_lr)
         wd_end = cfg.weight_decay if cfg.weight_decay_end is None else cfg.weight_decay_end
         # Weight decay follows a cosine without warmup, as VideoMAE run_mae_pretraining.py.
         self.wd = cosine_schedule(cfg.weight_decay, wd_end, cfg.steps, 0)

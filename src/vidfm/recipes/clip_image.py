@@ -27,7 +27,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.models.clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -113,17 +113,5 @@ def tiny() -> CLIPImageRecipe:
         augment=AugmentConfig(size=32, scales=(1.0, 0.875), mean=CLIP_MEAN, std=CLIP_STD),
         data=DataConfig(sampling="segment", num_frames=8, short_side=64),
         frames=2,
-        train=TrainConfig(
-            batch_size=32,
-            lr=1e-3,
-            min_lr=1e-5,
-            warmup_steps=20,
-            steps=200,
-            weight_decay=0.05,
-            betas=(0.9, 0.98),
-            eps=1e-6,
-            ckpt_every=0,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(200, batch_size=32, lr=1e-3, betas=(0.9, 0.98), eps=1e-6, ckpt_every=0),
     )

@@ -18,6 +18,19 @@ def pick_variant(recipe: str, variant: str, variants: dict[str, Callable[[], T]]
     return variants[variant]()
 
 
+def mae_pretrain(
+    steps: int, warmup_steps: int, batch_size: int, blr: float, min_lr: float, **fields: Any
+) -> TrainConfig:
+    """The MAE family's pre-training optimisation (MAE, VideoMAE, MVD, UMT stage 1): AdamW betas (0.9, 0.95),
+    weight decay 0.05, the linear rule lr = blr × global batch / 256, cosine to ``min_lr`` after
+    ``warmup_steps`` (VideoMAE ``run_mae_pretraining.py``); ``fields`` set any other TrainConfig field."""
+    base: dict[str, Any] = dict(weight_decay=0.05, betas=(0.9, 0.95))
+    rule = dict(
+        steps=steps, warmup_steps=warmup_steps, batch_size=batch_size, lr=None, blr=blr, min_lr=min_lr
+    )
+    return TrainConfig(**(base | rule | fields))
+
+
 def cpu_train(steps: int, **fields: Any) -> TrainConfig:
     """The ``:tiny`` schedule: 16 clips a step, 10% warm-up, MAE's AdamW (betas (0.9, 0.95), weight decay
     0.05), a checkpoint every 100 steps, one decoding worker; ``fields`` override any of these."""

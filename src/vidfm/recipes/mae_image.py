@@ -23,7 +23,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -62,16 +62,8 @@ class MAEImageRecipe(Recipe):
         default_factory=lambda: DataConfig(sampling="segment", num_frames=4, short_side=256)
     )
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64,
-            lr=None,
-            blr=1.5e-4 * 4,  # MAE's 1.5e-4 per 256 images, at 4 frames per clip
-            min_lr=0.0,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=100_000,
-            warmup_steps=5_000,
-        )
+        # MAE's 1.5e-4 per 256 images, at 4 frames per clip
+        default_factory=lambda: mae_pretrain(100_000, 5_000, batch_size=64, blr=1.5e-4 * 4, min_lr=0.0)
     )
     normalize_target: bool = True
 

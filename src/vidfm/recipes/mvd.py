@@ -37,7 +37,7 @@ from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -81,16 +81,9 @@ class MVDRecipe(Recipe):
     data: DataConfig = field(default_factory=lambda: DataConfig(num_frames=16, stride=4, short_side=256))
     teachers: MVDTeachers = field(default_factory=MVDTeachers)
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=16,
-            accum_steps=2,
-            lr=None,
-            blr=1.5e-4,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=94_000,  # 400 epochs of K400's ~240k clips at batch 1024
-            warmup_steps=9_400,
+        # 400 epochs of K400's ~240k clips at batch 1024
+        default_factory=lambda: mae_pretrain(
+            94_000, 9_400, batch_size=16, blr=1.5e-4, min_lr=1e-5, accum_steps=2
         )
     )
 

@@ -33,7 +33,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -92,16 +92,8 @@ class UMTRecipe(Recipe):
     teacher: UMTTeacherConfig = field(default_factory=UMTTeacherConfig)
     align_layers: int = 6
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64,
-            lr=None,
-            blr=1.5e-4,
-            min_lr=1e-6,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=63_500,  # 200 epochs of K710's ~0.65M clips at batch 2048; 40 warm-up epochs
-            warmup_steps=12_700,
-        )
+        # 200 epochs of K710's ~0.65M clips at batch 2048; 40 warm-up epochs
+        default_factory=lambda: mae_pretrain(63_500, 12_700, batch_size=64, blr=1.5e-4, min_lr=1e-6)
     )
 
     def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
@@ -133,17 +125,5 @@ def tiny() -> UMTRecipe:
         augment=AugmentConfig(size=64),
         data=DataConfig(sampling="segment", num_frames=8, short_side=64),
         align_layers=2,
-        train=TrainConfig(
-            batch_size=16,
-            lr=None,
-            blr=1.5e-4 * 8,
-            steps=150,
-            warmup_steps=15,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            ckpt_every=0,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(150, lr=None, blr=1.5e-4 * 8, ckpt_every=0),
     )

@@ -34,7 +34,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.recipes.umt import UMTTeacherConfig, umt_encoder
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights
 from vidfm.teachers.targets import LIVE, TargetSource
@@ -163,16 +163,5 @@ def tiny() -> UMTStage2Recipe:
         text=TextEncoderConfig(trainable=False),
         fusion=FusionConfig(depth=1, heads=6),
         embed_dim=128,
-        train=TrainConfig(
-            batch_size=24,
-            lr=5e-4,
-            min_lr=1e-5,
-            weight_decay=0.02,
-            betas=(0.9, 0.999),
-            steps=600,
-            warmup_steps=60,
-            ckpt_every=0,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(600, batch_size=24, lr=5e-4, weight_decay=0.02, betas=(0.9, 0.999), ckpt_every=0),
     )

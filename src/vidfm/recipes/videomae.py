@@ -22,7 +22,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -39,16 +39,7 @@ class VideoMAERecipe(Recipe):
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(size=224))
     data: DataConfig = field(default_factory=lambda: DataConfig(num_frames=16, stride=4, short_side=256))
     train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=32,
-            lr=None,
-            blr=1.5e-4,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=100_000,
-            warmup_steps=5_000,
-        )
+        default_factory=lambda: mae_pretrain(100_000, 5_000, batch_size=32, blr=1.5e-4, min_lr=1e-5)
     )
     normalize_target: bool = True
     target_eps: float = 1e-6  # official VideoMAE adds 1e-6 to the patch std; see VideoMAETask

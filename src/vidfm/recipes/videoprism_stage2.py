@@ -33,7 +33,7 @@ from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
@@ -141,16 +141,5 @@ def tiny() -> VideoPrismStage2Recipe:
         decoder=DecoderConfig(depth=2, width=64, heads=2, qkv_bias="fused"),
         augment=AugmentConfig(size=32, scales=(1.0, 0.875)),
         data=DataConfig(sampling="segment", num_frames=4, short_side=64),
-        train=TrainConfig(
-            batch_size=24,
-            lr=5e-4,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=200,
-            warmup_steps=20,
-            ckpt_every=0,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(200, batch_size=24, lr=5e-4, ckpt_every=0),
     )

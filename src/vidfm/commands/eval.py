@@ -87,7 +87,8 @@ def _config(args: argparse.Namespace, **extra):  # noqa: ANN202
 
 
 def _finish(checkpoints: list[str], tasks: list[str], cfg, argv: list[str]) -> int:  # noqa: ANN001
-    from vidfm.eval.suite import parse_checkpoints, parse_tasks, run_suite, write_report
+    from vidfm.eval.report import write_report
+    from vidfm.eval.suite import parse_checkpoints, parse_tasks, run_suite
 
     try:
         ckpts, parsed = parse_checkpoints(checkpoints), parse_tasks(tasks)

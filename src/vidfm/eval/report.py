@@ -1,15 +1,20 @@
-"""Pictures and tables for reports: loss curves, masked-reconstruction strips, markdown tables."""
+"""Pictures and tables for reports: loss curves, masked-reconstruction strips, markdown tables, and the
+evaluation suite's report (its table, accuracy and retrieval pictures, markdown and HTML)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from vidfm.utils import pyplot as _pyplot
+
+if TYPE_CHECKING:
+    from vidfm.eval.suite import SuiteConfig, SuiteResult
 
 
 def read_metrics(path: Path) -> list[dict]:
@@ -90,3 +95,154 @@ def to_unit_range(video: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) ->
 
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- the evaluation suite's report
+def table_rows(result: SuiteResult) -> tuple[list[str], list[list[object]]]:
+    """Header and rows of the one table: task, metric, chance, then one column per checkpoint."""
+    names = [c.name for c in result.checkpoints]
+    rows = []
+    for spec, metric, chance, cells in result.rows:
+        row: list[object] = [spec, metric, "—" if chance is None else chance]
+        for n in names:
+            cell = cells.get(n)
+            if cell is None or (cell.value is None and not cell.error):
+                row.append("n/a" if cell is not None else "—")
+            else:
+                row.append("error" if cell.error else cell.value)
+        rows.append(row)
+    return ["task", "metric", "chance", *names], rows
+
+
+def plot_accuracy(result: SuiteResult, out: Path) -> bool:
+    """Grouped bars: top-1 of every checkpoint per (task, metric), the chance rate as a tick. False when
+    there is no accuracy to draw."""
+    from vidfm.eval.suite import short_name
+
+    rows = [r for r in result.rows if "top-1" in r[1]]
+    if not rows:
+        return False
+    plt = _pyplot()
+    names = [c.name for c in result.checkpoints]
+    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(rows) * max(1, len(names)) ** 0.5 + 2), 4))
+    width = 0.8 / len(names)
+    for j, name in enumerate(names):
+        vals = [r[3][name].value if name in r[3] and r[3][name].value is not None else 0.0 for r in rows]
+        ax.bar(np.arange(len(rows)) + (j - (len(names) - 1) / 2) * width, vals, width, label=name)
+    for i, r in enumerate(rows):
+        if r[2] is not None:
+            ax.hlines(r[2], i - 0.45, i + 0.45, colors="k", linestyles="dashed", linewidth=1)
+    ax.set_xticks(np.arange(len(rows)))
+    ax.set_xticklabels([f"{short_name(r[0])}\n{r[1]}" for r in rows], fontsize=7)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("top-1 (dashed: majority class)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def plot_retrieval_examples(examples: list[dict], out: Path, k: int = 8) -> bool:
+    """Captions as queries: the middle frame of each caption's own video (titled with the rank it got) and,
+    below, of the video ranked first for it."""
+    from vidfm.data.decode import VideoReader
+
+    shown = [e for e in examples if e.get("path")][:k]
+    if not shown:
+        return False
+    plt = _pyplot()
+    rows = 2 if any(e.get("top1") for e in shown) else 1
+    fig, axes = plt.subplots(rows, len(shown), figsize=(2.2 * len(shown), 2.3 * rows + 0.4), squeeze=False)
+    for j, e in enumerate(shown):
+        for r, path in enumerate([e["path"], e.get("top1")][:rows]):
+            ax = axes[r][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if not path:
+                continue
+            try:
+                with VideoReader(path, short_side=128) as reader:
+                    ax.imshow(reader.read(np.array([reader.info.num_frames // 2]))[0])
+            except Exception as exc:  # a thumbnail is decoration: an unreadable file gets a note, not a crash
+                ax.text(0.5, 0.5, f"unreadable\n{type(exc).__name__}", ha="center", va="center", fontsize=7)
+            if r == 1:
+                ax.set_xlabel("ranked first" + (" (correct)" if path == e["path"] else ""), fontsize=7)
+        caption = str(e.get("caption") or "")
+        axes[0][j].set_title(
+            "\n".join(caption[i : i + 26] for i in range(0, min(len(caption), 78), 26))
+            + f"\nrank {e.get('rank')}",
+            fontsize=7,
+        )
+    if rows == 2:
+        axes[0][0].set_ylabel("its video", fontsize=8)
+        axes[1][0].set_ylabel("top-1 video", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+    return True
+
+
+def write_report(result: SuiteResult, cfg: SuiteConfig, command: str = "") -> str:
+    """Write ``results.md``/``results.csv`` (the table), the pictures and ``report.md``/``report.html``
+    into ``cfg.out``; returns the markdown table."""
+    import html
+
+    from vidfm.eval.suite import slug
+    from vidfm.io import atomic_write_text
+
+    out = cfg.out
+    out.mkdir(parents=True, exist_ok=True)
+    header, rows = table_rows(result)
+    table = save_table(header, rows, out / "results.md", out / "results.csv")
+    pictures: list[tuple[str, str]] = []
+    if plot_accuracy(result, out / "accuracy.png"):
+        pictures.append(("Accuracy per checkpoint and task", "accuracy.png"))
+    curves = {c.name: c.run / "metrics.jsonl" for c in result.checkpoints if c.run and not c.random_init}
+    curves = {k: v for k, v in curves.items() if v.is_file()}
+    if curves:
+        plot_loss_curves(curves, out / "loss.png")
+        pictures.append(("Training loss of the runs", "loss.png"))
+    ft = {k: v / "metrics.jsonl" for k, v in result.finetune_runs.items() if (v / "metrics.jsonl").is_file()}
+    if ft:
+        plot_loss_curves(ft, out / "finetune_loss.png")
+        pictures.append(("Fine-tuning loss", "finetune_loss.png"))
+    for key, examples in result.examples.items():
+        name = f"retrieval_{slug(key)}.png"
+        if plot_retrieval_examples(examples, out / name):
+            pictures.append((f"Retrieval examples: {key}", name))
+    notes = [
+        f"- **{spec}** / {metric} / {name}: {cell.error or cell.detail}"
+        for spec, metric, _, cells in result.rows
+        for name, cell in cells.items()
+        if cell.error or cell.detail
+    ]
+    md = ["# vidfm evaluation", ""]
+    if command:
+        md += [f"`{command}`", ""]
+    md += [table, "", "Chance: the majority class of the test split.", ""]
+    md += [s for title, f in pictures for s in (f"## {title}", "", f"![{title}]({f})", "")]
+    if notes:
+        md += ["## Details", "", *notes, ""]
+    atomic_write_text(out / "report.md", "\n".join(md))
+
+    def cell_html(v: object) -> str:
+        return html.escape(f"{v:.3f}" if isinstance(v, float) else str(v))
+
+    body = [f"<h1>vidfm evaluation</h1><p><code>{html.escape(command)}</code></p>", "<table>"]
+    body.append("<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in header) + "</tr>")
+    body += ["<tr>" + "".join(f"<td>{cell_html(v)}</td>" for v in row) + "</tr>" for row in rows]
+    body.append("</table><p>Chance: the majority class of the test split.</p>")
+    body += [f'<h2>{html.escape(t)}</h2><img src="{f}" alt="{html.escape(t)}">' for t, f in pictures]
+    if notes:
+        body.append(
+            "<h2>Details</h2><ul>" + "".join(f"<li>{html.escape(n[2:])}</li>" for n in notes) + "</ul>"
+        )
+    style = "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+    atomic_write_text(
+        out / "report.html",
+        f"<!doctype html><html><head><meta charset='utf-8'><title>vidfm evaluation</title><style>{style}</style>"
+        f"</head><body>{''.join(body)}</body></html>\n",
+    )
+    return table

@@ -32,7 +32,7 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from vidfm.config import save_config
 from vidfm.data.clip_store import ClipStoreDataset
@@ -59,6 +59,7 @@ from vidfm.train.distributed import (
     total_grad_norm,
 )
 from vidfm.train.optim import build_optimizer, frozen_prefixes, param_groups, set_lr_wd
+from vidfm.train.samplers import EpochDataset, EpochSampler, StreamOrder
 from vidfm.train.schedule import cosine_schedule
 from vidfm.utils import log, make_generator
 
@@ -71,86 +72,6 @@ _RESERVED = frozenset("step lr wd grad_norm clips_per_s data_wait_frac time epoc
 
 class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite for ``max_bad_steps`` steps)."""
-
-
-class EpochSampler(Sampler):
-    """Deterministic, resumable order: epoch ``e`` is a permutation from ``(seed, e)``, sharded by rank.
-
-    Yields ``(epoch, index)`` pairs (read by :class:`_EpochDataset`) for whole batches only; after
-    ``set_epoch(e, start_batch)`` the first ``start_batch`` batches are skipped here, so a resumed run
-    never decodes them.
-    """
-
-    def __init__(self, size: int, batch_size: int, seed: int, rank: int = 0, world_size: int = 1) -> None:
-        """Args: size: dataset length; batch_size: per-rank batch; seed: order seed; rank, world_size."""
-        self.size, self.batch_size, self.seed = size, batch_size, seed
-        self.rank, self.world_size = rank, world_size
-        self.batches_per_epoch = (size // world_size) // batch_size
-        if self.batches_per_epoch < 1:
-            raise ValueError(
-                f"dataset of {size} items is too small for batch_size {batch_size} x {world_size} rank(s)"
-            )
-        self.epoch, self.start_batch = 0, 0
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        if not 0 <= start_batch < self.batches_per_epoch:
-            raise ValueError(f"start_batch {start_batch} not in [0, {self.batches_per_epoch})")
-        self.epoch, self.start_batch = epoch, start_batch
-
-    def epoch_indices(self, epoch: int) -> list[int]:
-        """This rank's indices of ``epoch`` in order, ``batches_per_epoch * batch_size`` of them."""
-        perm = torch.randperm(self.size, generator=make_generator(self.seed, epoch))
-        mine = perm[: (self.size // self.world_size) * self.world_size][self.rank :: self.world_size]
-        return mine[: self.batches_per_epoch * self.batch_size].tolist()
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:
-        epoch = self.epoch
-        for index in self.epoch_indices(epoch)[self.start_batch * self.batch_size :]:
-            yield epoch, index
-
-    def __len__(self) -> int:
-        return (self.batches_per_epoch - self.start_batch) * self.batch_size
-
-
-class _EpochDataset(Dataset):
-    """Reads ``(epoch, index)`` keys and calls ``dataset.set_epoch`` inside whichever process fetches:
-    with persistent workers a ``set_epoch`` in the main process would never reach the workers' copies."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset, self.epoch = dataset, None
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> Any:
-        epoch, index = key
-        if epoch != self.epoch and hasattr(self.dataset, "set_epoch"):
-            self.dataset.set_epoch(epoch)
-        self.epoch = epoch
-        return self.dataset[index]
-
-
-class _StreamOrder:
-    """The sampler's interface over a streaming dataset that splits by rank and resumes by itself."""
-
-    def __init__(self, dataset: IterableDataset, batch_size: int, rank: int, world_size: int) -> None:
-        """Args: dataset: with ``plan`` and ``set_epoch(epoch, start_batch)``; batch_size: per rank."""
-        if not (callable(getattr(dataset, "plan", None)) and callable(getattr(dataset, "set_epoch", None))):
-            raise TypeError(
-                f"{type(dataset).__name__}: a streaming dataset needs plan(batch_size, rank, world_size) "
-                "and set_epoch(epoch, start_batch)"
-            )
-        self.dataset = dataset
-        self.batches_per_epoch = int(dataset.plan(batch_size, rank, world_size))
-        if self.batches_per_epoch < 1:
-            raise ValueError(
-                f"streaming dataset too small for batch_size {batch_size} x {world_size} rank(s)"
-            )
-
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        if not 0 <= start_batch < self.batches_per_epoch:
-            raise ValueError(f"start_batch {start_batch} not in [0, {self.batches_per_epoch})")
-        self.dataset.set_epoch(epoch, start_batch)
 
 
 class _ResidentBatches:
@@ -228,7 +149,7 @@ class Trainer:
         )
         self.dataset, self.collate = dataset, collate
         if isinstance(dataset, IterableDataset):
-            self.sampler: EpochSampler | _StreamOrder = _StreamOrder(
+            self.sampler: EpochSampler | StreamOrder = StreamOrder(
                 dataset, cfg.batch_size, self.rank, self.world_size
             )
         else:
@@ -279,9 +200,9 @@ class Trainer:
             return _ResidentBatches(self.dataset, self.sampler, self.cfg.batch_size)
         # A resident store under a wrapper (teacher cache) yields device tensors item by item: no workers.
         w = 0 if self.resident else self.cfg.workers
-        stream = isinstance(self.sampler, _StreamOrder)
+        stream = isinstance(self.sampler, StreamOrder)
         return DataLoader(
-            self.dataset if stream else _EpochDataset(self.dataset),
+            self.dataset if stream else EpochDataset(self.dataset),
             batch_size=self.cfg.batch_size,
             sampler=None if stream else self.sampler,
             collate_fn=self.collate,

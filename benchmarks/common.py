@@ -1,14 +1,20 @@
-"""Timing, FLOP counting, a measured matmul peak and table printing shared by the speed benchmarks.
+"""What the benchmarks share: timing, FLOP counting, a measured matmul peak, table printing (speed), and
+cached pre-training runs and frozen-feature probes (accuracy).
 
 Import from a script in ``benchmarks/`` as ``from common import ...`` (the script's folder is on the path).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import resource
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -86,3 +92,71 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
     print("|" + "---|" * len(header))
     for r in rows:
         print("| " + " | ".join(cell(v) for v in r) + " |")
+
+
+# ----------------------------------------------------------------------------- accuracy benchmarks
+LABELS = ("digit", "motion")  # digits-motion's label columns
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (the trainer's data workers)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def train_run(recipe: str, sets: list[str], run_dir: Path) -> dict[str, float]:
+    """Run (or reuse) one pre-training run of ``recipe`` with ``--set`` overrides ``sets``; returns its cost
+    ``{"wall": s, "cpu": s}``, kept in ``RUN/cost.json`` (None for CPU when an older file lacks it)."""
+    from vidfm.config import apply_overrides
+    from vidfm.recipes import get_recipe
+    from vidfm.train.pretrain import pretrain
+
+    cost = run_dir / "cost.json"
+    if cost.is_file():
+        saved = json.loads(cost.read_text())
+        return {"wall": saved["seconds"], "cpu": saved.get("cpu_seconds")}
+    start, cpu = time.perf_counter(), cpu_seconds()
+    pretrain(apply_overrides(get_recipe(recipe), sets), run_dir)
+    spent = {"wall": time.perf_counter() - start, "cpu": cpu_seconds() - cpu}
+    record = {"recipe": recipe, "sets": sets, "seconds": spent["wall"], "cpu_seconds": spent["cpu"]}
+    cost.write_text(json.dumps(record) + "\n")
+    return spent
+
+
+def probe_encoder(
+    encoder: torch.nn.Module | None,
+    cfg: Any,
+    manifest: Path | str,
+    workers: int,
+    device: torch.device,
+    labels: Sequence[str] = LABELS,
+) -> dict[str, tuple[float, float]]:
+    """{label: (linear top-1, kNN top-1)}: features of the manifest's train and test splits with the run
+    config's clip sampling and augmentation, then the probes (``encoder`` None: the trivial
+    colour-histogram + frame-difference baseline)."""
+    from vidfm.eval.frozen import probe_features, split_features
+
+    data = dataclasses.replace(cfg.data, manifest=str(manifest))
+    feats = split_features(encoder, data, cfg.augment, workers=workers, device=device, progress=False)
+    rows = probe_features(feats["train"], feats["test"], list(labels))
+    return {r.label: (r.linear, r.knn) for r in rows}
+
+
+def probe_run(
+    run_dir: Path, manifest: Path, workers: int, device: torch.device, kind: str = "run"
+) -> dict[str, tuple[float, float]]:
+    """:func:`probe_encoder` of a run's frozen encoder (``kind="random"``: the same config at random init;
+    ``"trivial"``: the trivial baseline), cached in ``RUN/probe_KIND.json``."""
+    from vidfm.recipes import load_run_config, load_run_encoder
+
+    cache = run_dir / f"probe_{kind}.json"
+    if cache.is_file():
+        return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
+    if kind == "trivial":
+        encoder, cfg = None, load_run_config(run_dir)
+    else:
+        encoder, cfg = load_run_encoder(run_dir, random_init=kind == "random")
+    result = probe_encoder(encoder, cfg, manifest, workers, device)
+    cache.write_text(json.dumps(result) + "\n")
+    return result

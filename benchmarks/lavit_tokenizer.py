@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from common import print_table
 
 SURV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "surv_fight"
 
@@ -190,22 +191,24 @@ def main() -> None:
         json.dumps({"vq": rows, "rates": rates}, indent=1)
     )
 
-    print(
-        "\n| data | codes | steps | tokens/clip | test MSE | rel. MSE | perplexity | codes used | train s |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for r in rows:
-        train_s = "" if r["train_s"] is None else f"{r['train_s']:.0f}"
-        print(f"| {r['data']} | {r['codes']} | {r['steps']} | {r['tokens_per_clip']} | {r['mse']:.4f} | "
-              f"{r['rel']:.3f} | {r['perplexity']:.1f} | {r['used']} | {train_s} |")  # fmt: skip
-    print(
-        "\n| setting | tokens/clip | s/clip | LaVIT tokens/s | per-frame ViT @6 fps | per-frame ViT @source |"
-    )
-    print("|---|---:|---:|---:|---:|---:|")
-    for r in rates:
-        src = "" if r["vit_tok_s_source"] is None else f"{r['vit_tok_s_source']:.0f}"
-        print(f"| {r['setting']} | {r['tokens_per_clip']} | {r['seconds_per_clip']:.2f} | {r['lavit_tok_s']:.0f} | "
-              f"{r['vit_tok_s_6fps']:.0f} | {src} |")  # fmt: skip
+    print()
+    print_table(
+        ["data", "codes", "steps", "tokens/clip", "test MSE", "rel. MSE", "perplexity", "codes used", "train s"],
+        [
+            [r["data"], r["codes"], r["steps"], r["tokens_per_clip"], f"{r['mse']:.4f}", f"{r['rel']:.3f}",
+             f"{r['perplexity']:.1f}", r["used"], "" if r["train_s"] is None else f"{r['train_s']:.0f}"]
+            for r in rows
+        ],
+    )  # fmt: skip
+    print()
+    print_table(
+        ["setting", "tokens/clip", "s/clip", "LaVIT tokens/s", "per-frame ViT @6 fps", "per-frame ViT @source"],
+        [
+            [r["setting"], r["tokens_per_clip"], f"{r['seconds_per_clip']:.2f}", f"{r['lavit_tok_s']:.0f}",
+             f"{r['vit_tok_s_6fps']:.0f}", "" if r["vit_tok_s_source"] is None else f"{r['vit_tok_s_source']:.0f}"]
+            for r in rates
+        ],
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -29,15 +29,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import resource
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from common import LABELS, cpu_seconds, probe_encoder, probe_run, train_run
 
 STUDENTS = {"image": (1.0, 0.0), "video": (0.0, 1.0), "both": (1.0, 1.0)}  # (λ_img, λ_vid)
-LABELS = ("digit", "motion")
 
 
 def teachers_of(kind: str) -> list[str]:
@@ -61,65 +60,9 @@ def overrides(
             f"train.warmup_steps={max(steps // 10, 0)}",
             f"train.ckpt_every={steps}",
         ]
-    if (
-        lr is not None
-    ):  # one lr for every run instead of each recipe's own (train.lr replaces the scaling rule)
+    if lr is not None:  # one lr for every run instead of each recipe's own (replaces the scaling rule)
         out += [f"train.lr={lr}"]
     return out
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have exited (the trainer's data workers)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
-
-
-def train(recipe: str, sets: list[str], run_dir: Path) -> dict[str, float]:
-    """Run (or reuse) one pre-training run; returns its cost ``{"wall": s, "cpu": s}``, kept in ``cost.json``."""
-    from vidfm.config import apply_overrides
-    from vidfm.recipes import get_recipe
-    from vidfm.train.pretrain import pretrain
-
-    cost = run_dir / "cost.json"
-    if cost.is_file():
-        saved = json.loads(cost.read_text())
-        return {"wall": saved["seconds"], "cpu": saved["cpu_seconds"]}
-    start, cpu = time.perf_counter(), cpu_seconds()
-    pretrain(apply_overrides(get_recipe(recipe), sets), run_dir)
-    spent = {"wall": time.perf_counter() - start, "cpu": cpu_seconds() - cpu}
-    record = {"recipe": recipe, "sets": sets, "seconds": spent["wall"], "cpu_seconds": spent["cpu"]}
-    cost.write_text(json.dumps(record) + "\n")
-    return spent
-
-
-def probe(
-    run_dir: Path, manifest: Path, workers: int, device: torch.device, random_init: bool = False
-) -> dict[str, tuple[float, float]]:
-    """{label: (linear top-1, kNN top-1)} of a run's frozen encoder (mean-pooled tokens; or a random-init
-    encoder of the same config), cached in the run folder."""
-    cache = run_dir / ("probe_random_init.json" if random_init else "probe.json")
-    if cache.is_file():
-        return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
-    from vidfm.recipes import load_run_encoder
-
-    encoder, cfg = load_run_encoder(run_dir, random_init=random_init)
-    result = probe_encoder(encoder, cfg, manifest, workers, device)
-    cache.write_text(json.dumps(result) + "\n")
-    return result
-
-
-def probe_encoder(encoder, cfg, manifest: Path, workers: int, device: torch.device) -> dict:  # noqa: ANN001
-    """Features of the train and test splits, then the linear and kNN probes per label (``encoder`` None:
-    the trivial colour-histogram + frame-difference baseline)."""
-    import dataclasses
-
-    from vidfm.eval.frozen import probe_features, split_features
-
-    data = dataclasses.replace(cfg.data, manifest=str(manifest))
-    feats = split_features(encoder, data, cfg.augment, workers=workers, device=device, progress=False)
-    rows = probe_features(feats["train"], feats["test"], list(LABELS))
-    return {r.label: (r.linear, r.knn) for r in rows}
 
 
 def run_teacher(run_dir: Path, random_init: bool = False):  # noqa: ANN201
@@ -247,8 +190,8 @@ def main() -> None:
     base = overrides(manifest, 0, args.teacher_steps, args.workers, args.lr)
     teacher_runs = {"image": out / "teacher_image", "video": out / "teacher_video"}
     teacher_cost = {
-        "image": train("mae_image:tiny", base, teacher_runs["image"]),
-        "video": train("videomae:tiny", base, teacher_runs["video"]),
+        "image": train_run("mae_image:tiny", base, teacher_runs["image"]),
+        "video": train_run("videomae:tiny", base, teacher_runs["video"]),
     }
 
     # Stage 2: three students per seed.
@@ -262,15 +205,15 @@ def main() -> None:
             sets += [f"teachers.image={teacher_runs['image']}"] if w_img else []
             sets += [f"teachers.video={teacher_runs['video']}"] if w_vid else []
             run_dir = out / f"student_{kind}_seed{seed}"
-            cost = train("mvd:tiny", sets, run_dir)
+            cost = train_run("mvd:tiny", sets, run_dir)
             results[kind].append(
-                {"seed": seed, "cost": cost, **probe(run_dir, manifest, args.workers, device)}
+                {"seed": seed, "cost": cost, **probe_run(run_dir, manifest, args.workers, device)}
             )
     first = out / f"student_both_seed{args.seeds[0]}"
     reference = {
         "random init (student architecture)": (
             None,
-            probe(first, manifest, args.workers, device, random_init=True),
+            probe_run(first, manifest, args.workers, device, kind="random"),
         ),
         "trivial baseline (colour histogram + frame difference)": (
             None,
@@ -278,7 +221,7 @@ def main() -> None:
         ),
         "video teacher itself (videomae:tiny)": (
             teacher_cost["video"],
-            probe(teacher_runs["video"], manifest, args.workers, device),
+            probe_run(teacher_runs["video"], manifest, args.workers, device),
         ),
     }
     table = results_table(results, teacher_cost, reference)

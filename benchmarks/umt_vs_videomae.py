@@ -27,41 +27,29 @@ import time
 from pathlib import Path
 
 import torch
+from common import probe_encoder
 
 from vidfm.config import apply_overrides
-from vidfm.data.config import build_dataset
-from vidfm.data.datasets import collate
 from vidfm.data.digits import make_digits_motion
-from vidfm.eval.frozen import probe_features, split_features
 from vidfm.eval.report import markdown_table
 from vidfm.models.encoder import VideoEncoder
 from vidfm.recipes import get_recipe
 from vidfm.train.checkpoint import list_checkpoints, load_model_weights
-from vidfm.train.pretrain import resolve
-from vidfm.train.trainer import Trainer
+from vidfm.train.pretrain import pretrain
 from vidfm.utils import default_device, setup_logging
 
 
 def train(cfg, run_dir: Path) -> dict[int, tuple[float, float]]:  # noqa: ANN001 - a recipe config
-    """Train ``cfg`` (resolved) into ``run_dir``; returns {step: (wall s, CPU s)} at every logged step."""
-    cfg = resolve(cfg)
-    dataset = build_dataset(cfg.data, seed=cfg.train.seed)
+    """Train ``cfg`` into ``run_dir``; returns {step: (wall s, CPU s)} at every logged step."""
     marks: dict[int, tuple[float, float]] = {}
     wall0, cpu0 = time.perf_counter(), time.process_time()
 
     def on_log(record: dict) -> None:
         marks[record["step"]] = (time.perf_counter() - wall0, time.process_time() - cpu0)
 
-    Trainer(cfg.build_task(), cfg.train, run_dir, dataset, collate, config_to_save=cfg, on_log=on_log).fit()
+    pretrain(cfg, run_dir, on_log=on_log)
     (run_dir / "cost.json").write_text(json.dumps(marks))
     return marks
-
-
-def probe(encoder: VideoEncoder, cfg, device: torch.device, workers: int) -> dict[str, tuple[float, float]]:  # noqa: ANN001
-    """{label: (linear top-1, kNN top-1)} of a frozen encoder."""
-    feats = split_features(encoder, cfg.data, cfg.augment, workers=workers, device=device, progress=False)
-    rows = probe_features(feats["train"], feats["test"], ["digit", "motion"])
-    return {r.label: (r.linear, r.knn) for r in rows}
 
 
 def curve(name: str, cfg, run_dir: Path, extra: tuple[float, float], device, workers: int) -> list[list]:  # noqa: ANN001
@@ -75,7 +63,7 @@ def curve(name: str, cfg, run_dir: Path, extra: tuple[float, float], device, wor
         encoder = VideoEncoder(cfg.encoder)
         if ckpt is not None:
             load_model_weights(ckpt, encoder, prefix="encoder.")
-        acc = probe(encoder, cfg, device, workers)
+        acc = probe_encoder(encoder, cfg, cfg.data.manifest, workers, device)
         wall, cpu = marks.get(step, (0.0, 0.0))
         cost = (wall + extra[0], cpu + extra[1]) if step or name.startswith("UMT") else (0.0, 0.0)
         rows.append([name, step, round(cost[0]), round(cost[1]), *acc["digit"], *acc["motion"]])

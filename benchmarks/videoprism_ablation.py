@@ -29,8 +29,8 @@ import time
 from pathlib import Path
 
 import torch
+from common import LABELS, probe_run, train_run
 
-LABELS = ("digit", "motion")
 # name -> stage-2 overrides
 VARIANTS = {
     "shuffle + global": ["shuffle=true", "global_weight=1.0"],
@@ -50,45 +50,6 @@ def overrides(manifest: Path, seed: int, steps: int, workers: int) -> list[str]:
         f"train.warmup_steps={max(steps // 10, 1)}",
         f"train.ckpt_every={steps}",
     ]
-
-
-def train(recipe: str, sets: list[str], run_dir: Path) -> float:
-    """Run (or reuse) one pre-training run; returns its wall-clock seconds, recorded in ``cost.json``."""
-    from vidfm.config import apply_overrides
-    from vidfm.recipes import get_recipe
-    from vidfm.train.pretrain import pretrain
-
-    cost = run_dir / "cost.json"
-    if cost.is_file():
-        return json.loads(cost.read_text())["seconds"]
-    start = time.perf_counter()
-    pretrain(apply_overrides(get_recipe(recipe), sets), run_dir)
-    seconds = time.perf_counter() - start
-    cost.write_text(json.dumps({"recipe": recipe, "seconds": seconds}) + "\n")
-    return seconds
-
-
-def probe(run_dir: Path, manifest: Path, workers: int, device: torch.device, kind: str = "run") -> dict:
-    """{label: (linear top-1, kNN top-1)} of the run's frozen encoder (``kind="random"``: the same config at
-    random init; ``"trivial"``: the trivial baseline), cached in the run folder."""
-    cache = run_dir / f"probe_{kind}.json"
-    if cache.is_file():
-        return {k: tuple(v) for k, v in json.loads(cache.read_text()).items()}
-    import dataclasses
-
-    from vidfm.eval.frozen import probe_features, split_features
-    from vidfm.recipes import load_run_config, load_run_encoder
-
-    if kind == "trivial":
-        encoder, cfg = None, load_run_config(run_dir)
-    else:
-        encoder, cfg = load_run_encoder(run_dir, random_init=kind == "random")
-    data = dataclasses.replace(cfg.data, manifest=str(manifest))
-    feats = split_features(encoder, data, cfg.augment, workers=workers, device=device, progress=False)
-    rows = probe_features(feats["train"], feats["test"], list(LABELS))
-    result = {r.label: (r.linear, r.knn) for r in rows}
-    cache.write_text(json.dumps(result) + "\n")
-    return result
 
 
 def zero_shot(run_dir: Path, manifest: Path, workers: int, device: torch.device) -> float:
@@ -132,15 +93,15 @@ def main() -> None:
     wall0 = time.perf_counter()
     stage1 = out / "stage1"
     cost = {
-        "stage 1": train(
+        "stage 1": train_run(
             "videoprism_stage1:tiny", overrides(manifest, args.seed, args.stage1_steps, args.workers), stage1
-        )
+        )["wall"]
     }
     runs = {"stage 1": stage1}
     for name, extra in VARIANTS.items():
         run_dir = out / ("stage2_" + name.replace(" + ", "_").replace(", ", "_").replace(" ", "_"))
         sets = overrides(manifest, args.seed, args.stage2_steps, args.workers) + [f"init={stage1}", *extra]
-        cost[f"stage 2, {name}"] = train("videoprism_stage2:tiny", sets, run_dir)
+        cost[f"stage 2, {name}"] = train_run("videoprism_stage2:tiny", sets, run_dir)["wall"]
         runs[f"stage 2, {name}"] = run_dir
     train_s = time.perf_counter() - wall0
 
@@ -148,11 +109,11 @@ def main() -> None:
     rows = []
     for label, kind in (("trivial baseline (colour histogram + frame difference)", "trivial"),
                         ("random init (same factorized encoder)", "random")):  # fmt: skip
-        acc = probe(stage1, manifest, args.workers, device, kind)
+        acc = probe_run(stage1, manifest, args.workers, device, kind)
         rows.append([label, "0"] + [f"{acc[lab][i]:.3f}" for lab in LABELS for i in (0, 1)] + ["n/a"])
         print(markdown_table(header, [rows[-1]]).splitlines()[-1], flush=True)
     for name, run_dir in runs.items():
-        acc = probe(run_dir, manifest, args.workers, device)
+        acc = probe_run(run_dir, manifest, args.workers, device)
         r1 = zero_shot(run_dir, manifest, args.workers, device)
         minutes = cost[name] / 60 + (cost["stage 1"] / 60 if name != "stage 1" else 0)
         rows.append(

@@ -12,6 +12,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from vidfm.data.transforms import AugmentConfig
+from vidfm.layers.frozen import Frozen
 from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
@@ -39,6 +40,10 @@ def join_gloo(rank: int, world: int, port: int) -> None:
         LOCAL_RANK=str(rank),
     )
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+
+
+class FrozenLinear(Frozen, nn.Linear):
+    """A linear map declared frozen (its parameters keep the names ``weight``/``bias``)."""
 
 
 class Clips(Dataset):
@@ -72,7 +77,7 @@ class ContrastiveToyTask(nn.Module):
         cfg = EncoderConfig(size="T/4", depth=2, width=16, heads=2, tubelet=1, num_frames=T, img_size=SIDE)
         self.encoder = VideoEncoder(cfg)
         self.head_a, self.head_b = nn.Linear(16, 8), nn.Linear(16, 8)
-        self.teacher = nn.Linear(C, 8)  # frozen by the trainer (``teacher`` prefix)
+        self.teacher = FrozenLinear(C, 8)  # declared frozen: neither optimised nor saved
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         video = batch["video"].permute(0, 4, 1, 2, 3).float() / 255  # [B,C,T,H,W]

@@ -7,6 +7,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 import vidfm.train.checkpoint as ckpt_mod
+from vidfm.layers.frozen import FrozenModule
 from vidfm.train.checkpoint import (
     latest_checkpoint,
     list_checkpoints,
@@ -20,14 +21,13 @@ from vidfm.train.checkpoint import (
 
 
 class Task(nn.Module):
-    frozen_prefixes = ("clip",)
-
     def __init__(self) -> None:
         super().__init__()
         self.encoder = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4))
-        self.teacher = nn.Linear(4, 4)
-        self.teachers = nn.ModuleList([nn.Linear(4, 2)])
-        self.clip = nn.Linear(4, 3)
+        # Declared frozen (never saved): a teacher, a list of them, another fixed tower.
+        self.teacher = FrozenModule(nn.Linear(4, 4))
+        self.teachers = FrozenModule(nn.ModuleList([nn.Linear(4, 2)]))
+        self.clip = FrozenModule(nn.Linear(4, 3))
 
 
 def state(step: int) -> dict:

@@ -2,6 +2,7 @@ import pytest
 import torch
 from torch import nn
 
+from vidfm.layers.frozen import FrozenModule
 from vidfm.train.optim import build_optimizer, param_groups, set_lr_wd, vit_layer_id
 from vidfm.train.schedule import cosine_schedule
 
@@ -29,16 +30,14 @@ class Encoder(nn.Module):
 
 
 class Task(nn.Module):
-    frozen_prefixes = ("text_tower",)
-
     def __init__(self) -> None:
         super().__init__()
         self.encoder = Encoder()
         self.decoder_mask_token = nn.Parameter(torch.zeros(1, 1, 8))
         self.head = nn.Linear(8, 4)
         self.proj = nn.Linear(8, 8)
-        self.teacher = nn.Linear(8, 8)
-        self.text_tower = nn.Linear(8, 8)
+        self.teacher = FrozenModule(nn.Linear(8, 8))
+        self.text_tower = FrozenModule(nn.Linear(8, 8))
         self.fixed = nn.Parameter(torch.zeros(3, 3), requires_grad=False)
 
 
@@ -123,7 +122,7 @@ def test_no_trainable_parameters_is_an_error():
     class OnlyTeacher(nn.Module):
         def __init__(self) -> None:
             super().__init__()
-            self.teacher = nn.Linear(2, 2)
+            self.teacher = FrozenModule(nn.Linear(2, 2))
 
     with pytest.raises(ValueError, match="no trainable parameters"):
         param_groups(OnlyTeacher(), 0.05)

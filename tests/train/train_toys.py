@@ -6,6 +6,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from vidfm.layers.frozen import FrozenModule
+
 T, H, W, C = 2, 4, 4, 3
 TOKENS, DIM = T * H * W, C
 
@@ -69,7 +71,7 @@ class MaskedToyTask(nn.Module):
             nn.LayerNorm(hidden),
             nn.Linear(hidden, DIM),
         )
-        self.teacher = nn.Linear(DIM, DIM)
+        self.teacher = FrozenModule(nn.Linear(DIM, DIM))
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         x = tokens(batch)  # [B, N, C]

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig, VideoAugment
+from vidfm.layers.frozen import FrozenModule
 from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower
 from vidfm.models.text import TextEncoderConfig
 from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
@@ -76,7 +77,7 @@ class CLIPImageTask(nn.Module):
         self.text_frozen = not text.trainable
         self._text_cache: dict[str, torch.Tensor] = {}  # caption -> pooled text state, when frozen
         if self.text_frozen:  # frozen like a teacher: not optimised, not saved, eval mode
-            self.frozen_prefixes = ("text_encoder",)
+            self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
 
     def no_weight_decay(self) -> set[str]:
         return {f"visual.{n}" for n in self.visual.no_weight_decay()} | {"temp"}

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig, to_unit
+from vidfm.layers.frozen import FrozenModule
 
 
 def edm_loss(
@@ -39,13 +40,13 @@ class DetokenizerTask(nn.Module):
 
     Args:
         cfg: the detokenizer. motion_run: a motion VQ run whose reconstruction conditions training
-            (frozen; held under the ``teacher`` prefix, so neither optimised nor saved).
+            (a :class:`~vidfm.layers.frozen.FrozenModule`: neither optimised nor saved).
     """
 
     def __init__(self, cfg: DetokenizerConfig, motion_run: str = "") -> None:
         super().__init__()
         self.detokenizer = Detokenizer(cfg)
-        self.teacher_motion = load_motion_vq(motion_run) if motion_run else None
+        self.teacher_motion = FrozenModule(load_motion_vq(motion_run)) if motion_run else None
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         cfg = self.detokenizer.cfg

@@ -79,7 +79,7 @@ class MVDTask(nn.Module):
             per_frame = bool(getattr(teacher, "per_frame", False))
             out_dim = target_dim(int(teacher.dim), self.tubelet, align, per_frame)
             dec = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
-            # Frozen modules live under the trainer's "teacher" prefix: never optimised, never saved.
+            # Teachers are Frozen modules (vidfm.layers.frozen): never optimised, never saved.
             setattr(self, f"teacher_{name}", teacher)
             # Official MVD's decoder tables come from its get_3d_sincos_pos_embed (time channels first);
             # an encoder with vidfm's own 3-D order gets decoders in that order.

@@ -71,7 +71,7 @@ class UMTTask(nn.Module):
                 raise ValueError(
                     f"the teacher returns {len(layers)} layer(s), the student aligns {align_layers}"
                 )
-            self.teacher = teacher  # under the trainer's "teacher" prefix: frozen, never saved
+            self.teacher = teacher  # a Frozen module: never optimised, never saved
             self.teacher_layers = layers
             self.align_heads = nn.ModuleList(AlignHead(self.encoder.width, int(teacher.dim)) for _ in layers)
             n = math.prod(self.encoder.grid)

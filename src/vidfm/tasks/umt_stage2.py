@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig
+from vidfm.layers.frozen import FrozenModule
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.fusion import CrossModalDecoder
@@ -92,7 +93,7 @@ class UMTStage2Task(UMTTask):
         self.text_encoder, self.tokenizer = text.build()
         dt, dv = self.text_encoder.width, self.encoder.width
         if not text.trainable:
-            self.frozen_prefixes = ("text_encoder",)
+            self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
         self.vision_proj = nn.Linear(dv, embed_dim)
         self.text_proj = nn.Linear(dt, embed_dim)
         self.temp = nn.Parameter(torch.tensor(float(temperature)))

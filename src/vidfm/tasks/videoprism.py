@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig, VideoAugment
+from vidfm.layers.frozen import FrozenModule
 from vidfm.layers.pooling import AttentionPool
 from vidfm.masking import MaskConfig, make_mask
 from vidfm.models.decoder import DecoderConfig, MaskedDecoder
@@ -88,7 +89,7 @@ class VideoPrismStage1Task(nn.Module):
         self.temp = nn.Parameter(torch.tensor(float(temperature)))
         self.text_frozen = not text.trainable
         if self.text_frozen:  # frozen like a teacher: not optimised, not saved, eval mode
-            self.frozen_prefixes = ("text_encoder",)
+            self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
 
     def no_weight_decay(self) -> set[str]:
         return {"temp"}
@@ -209,7 +210,7 @@ class VideoPrismStage2Task(nn.Module):
             raise ValueError(f"the factorized encoder takes tube masks, not {mask.kind!r}")
         self.encoder = VideoEncoder(encoder)
         self.augment = VideoAugment(augment)
-        self.teacher = teacher  # under the trainer's "teacher" prefix: frozen, never saved
+        self.teacher = teacher  # a Frozen module: never optimised, never saved
         self.mask_cfg, self.shuffle = mask, shuffle
         self.token_weight, self.global_weight = float(token_weight), float(global_weight)
         self.token_loss, self.global_loss = token_loss, global_loss

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from vidfm.layers.frozen import Frozen
 
 
 @dataclass
@@ -30,7 +31,7 @@ class TeacherOutput:
     hidden: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
-class Teacher(nn.Module):
+class Teacher(Frozen):
     """Base class. Subclasses implement :meth:`encode` on their own normalised input.
 
     Input to ``__call__``: float video [B,C,T,H,W] in [0, 1] (the student's crop before normalisation);
@@ -53,9 +54,6 @@ class Teacher(nn.Module):
         for p in self.parameters():
             p.requires_grad_(False)
         return self
-
-    def train(self, mode: bool = True) -> Teacher:
-        return super().train(False)  # a teacher stays in eval mode whatever its parent does
 
     def prepare(self, video: torch.Tensor) -> torch.Tensor:
         """[B,C,T,H,W] in [0,1] -> resized and normalised for this teacher."""

@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from vidfm.data.transforms import VideoAugment, crop_and_resize, multiscale_boxes, normalize, to_float
 from vidfm.io import atomic_write_text, save_tensors
-from vidfm.teachers.base import TeacherOutput
+from vidfm.layers.frozen import Frozen
+from vidfm.teachers.base import Teacher, TeacherOutput
 from vidfm.train.distributed import is_distributed, to_device
 from vidfm.utils import log, make_generator
 
@@ -47,8 +48,8 @@ _BOX_STREAM = 0xB0C5
 
 
 def teacher_names(task: nn.Module) -> list[str]:
-    """The task's top-level ``teacher*`` modules (where tasks keep their frozen teachers)."""
-    return [name for name, _ in task.named_children() if name.startswith("teacher")]
+    """The task's top-level :class:`~vidfm.teachers.base.Teacher` modules."""
+    return [name for name, module in task.named_children() if isinstance(module, Teacher)]
 
 
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
@@ -96,7 +97,7 @@ class ViewAugment(VideoAugment):
         return normalize(x, self.mean, self.std)
 
 
-class CachedTeacher(nn.Module):
+class CachedTeacher(Frozen):
     """Stands in for teacher ``name``: returns the cached outputs of the current batch, call by call.
 
     Simple attributes of the teacher (``dim``, ``per_frame``, ``size``, ...) are copied, since tasks read
@@ -138,7 +139,7 @@ class CachedTeacher(nn.Module):
         )
 
 
-class _Recorder(nn.Module):
+class _Recorder(Frozen):
     """Runs the live teacher and keeps each call's output (for building the cache)."""
 
     def __init__(self, teacher: nn.Module) -> None:

@@ -13,18 +13,18 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from vidfm.layers.frozen import frozen_module_names
+
 # Parameters named like these never get weight decay (timm/VideoMAE ``no_weight_decay()`` lists them).
 NO_DECAY_KEYWORDS = ("pos_embed", "cls_token", "mask_token")
-# State-dict prefixes of frozen modules: never optimised, never checkpointed (DESIGN.md, teachers).
-TEACHER_PREFIX = "teacher"
 
 _BLOCK_RE = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
 
 
 def frozen_prefixes(model: nn.Module) -> tuple[str, ...]:
-    """``("teacher",)`` plus the model's own ``frozen_prefixes`` attribute, if it has one."""
-    extra = tuple(getattr(model, "frozen_prefixes", ()) or ())
-    return (TEACHER_PREFIX, *extra)
+    """State-dict prefixes (``"name."``) of the model's declared frozen submodules (:mod:`vidfm.layers.frozen`):
+    never optimised, never checkpointed."""
+    return tuple(f"{name}." for name in frozen_module_names(model))
 
 
 def no_weight_decay_names(model: nn.Module) -> set[str]:

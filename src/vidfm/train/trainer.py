@@ -102,7 +102,8 @@ class Trainer:
     ) -> None:
         """Args:
         task: module with ``forward(batch, generator) -> {"loss": scalar, **parts}``; frozen parts live
-            under ``teacher*`` (or ``task.frozen_prefixes``) and are neither optimised nor saved.
+            are :class:`~vidfm.layers.frozen.Frozen` submodules (teachers, fixed towers) and are neither
+            optimised nor saved.
         cfg: trainer settings.
         run_dir: run folder (config.yaml, metrics.jsonl, checkpoints/); resumed from when it has a
             checkpoint and ``cfg.resume``.

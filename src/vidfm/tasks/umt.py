@@ -65,6 +65,7 @@ class UMTTask(nn.Module):
             raise ValueError(f"align_layers must be in [1, {depth}] for a {depth}-block student")
         self.student_layers = tuple(range(depth - align_layers, depth))
         self.teacher_layers: tuple[int, ...] = ()
+        self.teacher: Teacher | None = None  # None: no alignment (see ``align``)
         if teacher is not None:
             layers = tuple(getattr(teacher, "layers", ()))
             if len(layers) != align_layers:
@@ -95,7 +96,7 @@ class UMTTask(nn.Module):
         """
         b = video.shape[0]
         grid = self.encoder.grid
-        if getattr(self, "teacher", None) is None:
+        if self.teacher is None:
             mask = make_mask(self.mask_cfg, b, grid, generator, video.device)
             out = self.encoder(video, visible=mask.visible)
             return video.new_zeros(()), out, mask

@@ -119,7 +119,7 @@ def _cache(cfg: Any, args: argparse.Namespace, tag: str) -> str:
     """Teacher targets of ``cfg``'s dataset (files or store), built on the device as `cache-targets` does."""
     from vidfm.data.config import build_dataset
     from vidfm.data.datasets import collate
-    from vidfm.data.teacher_cache import build_teacher_cache
+    from vidfm.teachers.cache import build_teacher_cache
     from vidfm.train.distributed import init_distributed
 
     out = Path(args.out) / "caches" / tag

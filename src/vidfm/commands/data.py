@@ -237,10 +237,7 @@ def run_shard(args: argparse.Namespace) -> int:
         f"wrote {n} clips in {len(index['shards'])} shard(s) to {args.out}: {index['bytes'] / 2**20:.1f} MiB, "
         f"{per_clip / 2**10:.1f} KiB per clip, {n / max(index['seconds'], 1e-9):.1f} clips/s"
     )
-    for f in index["failed"]:
-        print(f"skipped {f['path']}: {f['reason']}")
-    print(f"{len(index['failed'])} of {len(records)} videos failed")
-    return 0
+    return _print_failures(index["failed"], len(records))
 
 
 def run_cache_targets(args: argparse.Namespace) -> int:
@@ -309,7 +306,12 @@ def run_cache_clips(args: argparse.Namespace) -> int:
         f"wrote {n} clips of {videos} videos to {args.out}: {mb:.1f} MiB, {videos / max(seconds, 1e-9):.1f} "
         f"videos/s; train with --set data.clip_store={args.out}"
     )
-    for f in index["failed"]:
+    return _print_failures(index["failed"], len(index["failed"]) + videos)
+
+
+def _print_failures(failed: list[dict[str, str]], total: int) -> int:
+    """Print each skipped video and the count; the exit code (0: failures are reported, not fatal)."""
+    for f in failed:
         print(f"skipped {f['path']}: {f['reason']}")
-    print(f"{len(index['failed'])} of {len(index['failed']) + videos} videos failed")
+    print(f"{len(failed)} of {total} videos failed")
     return 0

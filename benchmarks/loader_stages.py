@@ -127,9 +127,11 @@ def plain_rate(paths: list[str], sampling: SamplingConfig, side: int, workers: i
             jobs.append((p, sampling.indices(r.info.num_frames, rng), side))
     with mp.get_context("spawn").Pool(workers) as pool:
         pool.map(_plain, jobs[: workers * 2])  # warm up the processes
-        t0 = time.perf_counter()
-        n = sum(pool.map(_plain, jobs))
-    return n / (time.perf_counter() - t0)
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            rates.append(sum(pool.map(_plain, jobs)) / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def loader_rate(dataset: VideoDataset, batch: int, workers: int, init) -> float:
@@ -137,10 +139,13 @@ def loader_rate(dataset: VideoDataset, batch: int, workers: int, init) -> float:
                         worker_init_fn=init, persistent_workers=True, prefetch_factor=4, drop_last=True)  # fmt: skip
     for _ in loader:  # worker start-up and page cache, untimed
         pass
-    t0, n = time.perf_counter(), 0
-    for b in loader:
-        n += len(b["index"])
-    return n / (time.perf_counter() - t0)
+    rates = []
+    for _ in range(3):  # median of three passes: a shared machine's other jobs come and go
+        t0, n = time.perf_counter(), 0
+        for b in loader:
+            n += len(b["index"])
+        rates.append(n / (time.perf_counter() - t0))
+    return statistics.median(rates)
 
 
 def _old_init(worker_id: int) -> None:

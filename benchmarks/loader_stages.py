@@ -1,6 +1,7 @@
 """Where does a clip's loading time go, and which stage stops the loader from scaling with its workers?
 
-1. Per-stage cost in one process (ms per clip, median over the clips): open + packet scan, decode to the
+1. Per-stage cost in one process (wall and CPU ms per clip, median over the clips; CPU time counts every
+   thread of the process, so it shows what a stage costs a machine whose cores are all busy): open + packet scan, decode to the
    needed frames, RGB conversion + resize (swscale with 1 thread and with PyAV's default, one per CPU),
    centre crop, collate, the worker-to-main hand-off (a batch through shared memory, as DataLoader does),
    and on CUDA pinning and the host-to-device copy. Stages marked "main" run in the training process for
@@ -38,9 +39,13 @@ from vidfm.data.sampling import SamplingConfig
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "surv_fight" / "manifest.csv"
 
 
+_CPU: dict[str, list[float]] = {}  # stage -> CPU ms (every thread of this process), beside the wall ms
+
+
 def _ms(fn, *a) -> tuple[float, object]:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn(*a)
+    _ms.cpu = 1e3 * (time.process_time() - c0)  # type: ignore[attr-defined]
     return 1e3 * (time.perf_counter() - t0), out
 
 
@@ -59,26 +64,26 @@ def stage_costs(paths: list[str], sampling: SamplingConfig, side: int, batch: in
     rng = np.random.default_rng(0)
     for path in paths:
         t, reader = _ms(VideoReader, path, side, 1)
-        cost.setdefault("open + packet scan", []).append(t)
+        _add(cost, "open + packet scan", t)
         idx = sampling.indices(reader.info.num_frames, rng)
         t, frames = _ms(reader.gather, idx, lambda f: f, list)
-        cost.setdefault("decode", []).append(t)
+        _add(cost, "decode", t)
         w, h = reader._output_size()
         for name, threads in (
             ("RGB + resize, 1 swscale thread", 1),
             ("RGB + resize, PyAV default threads", 0),
         ):
             t, rgb = _ms(_rgb, frames, w, h, threads)
-            cost.setdefault(name, []).append(t)
+            _add(cost, name, t)
         reader.close()
         t, clip = _ms(_crop, rgb, side)
-        cost.setdefault("centre crop", []).append(t)
+        _add(cost, "centre crop", t)
         clips.append(
             {"video": torch.from_numpy(clip), "labels": {}, "caption": None, "index": 0, "path": path}
         )
     items = clips[:batch]
     t, b = _ms(collate, items)
-    cost["collate (per clip)"] = [t / len(items)]
+    _add(cost, "collate (per clip)", t, len(items))
 
     def handoff() -> (
         None
@@ -88,17 +93,28 @@ def stage_costs(paths: list[str], sampling: SamplingConfig, side: int, batch: in
         ForkingPickler.loads(buf.getvalue())
 
     t, _ = _ms(handoff)
-    cost["worker -> main hand-off (per clip)"] = [t / len(items)]
+    _add(cost, "worker -> main hand-off (per clip)", t, len(items))
     if torch.cuda.is_available():
         t, pinned = _ms(lambda: b["video"].pin_memory())
-        cost["pin memory (per clip), main"] = [t / len(items)]
+        _add(cost, "pin memory (per clip), main", t, len(items))
         torch.cuda.synchronize()
         t, _ = _ms(lambda: (pinned.to("cuda", non_blocking=True), torch.cuda.synchronize()))
-        cost["host -> device copy (per clip), main"] = [t / len(items)]
+        _add(cost, "host -> device copy (per clip), main", t, len(items))
     where = {"worker -> main hand-off (per clip)": "worker + main"}
     return [
-        [k, statistics.median(v), where.get(k, "main" if "main" in k else "worker")] for k, v in cost.items()
+        [
+            k,
+            statistics.median(v),
+            statistics.median(_CPU[k]),
+            where.get(k, "main" if "main" in k else "worker"),
+        ]
+        for k, v in cost.items()
     ]
+
+
+def _add(cost: dict[str, list[float]], stage: str, wall_ms: float, per: int = 1) -> None:
+    cost.setdefault(stage, []).append(wall_ms / per)
+    _CPU.setdefault(stage, []).append(_ms.cpu / per)  # type: ignore[attr-defined]
 
 
 def _plain(job: tuple[str, np.ndarray, int]) -> int:
@@ -169,7 +185,8 @@ def main() -> None:
     print(f"{len(paths)} clips of {args.manifest}, {args.frames} frames at stride {args.stride}, "
           f"short side {args.short_side}, {len(__import__('os').sched_getaffinity(0))} cores")  # fmt: skip
     print_table(
-        ["stage", "ms per clip", "runs in"], stage_costs(paths, sampling, args.short_side, args.batch)
+        ["stage", "wall ms per clip", "CPU ms per clip", "runs in"],
+        stage_costs(paths, sampling, args.short_side, args.batch),
     )
     ds = VideoDataset(records, sampling, short_side=args.short_side)
     rows = []

@@ -146,7 +146,12 @@ def smoke(args: argparse.Namespace) -> list[Row]:
     for recipe, _ in CHAIN:
         if recipe not in only:
             continue
-        for compile_, cache, resident in combos(recipe, args.quick, args.compile):
+        runs_of = combos(recipe, args.quick, args.compile)
+        if args.compile_only:  # the first run feeds later recipes (teachers, stage 1), so it stays
+            runs_of = runs_of[:1] + [c for c in runs_of[1:] if c[0]]
+        elif args.compile_rows_apart:
+            runs_of = [c for c in runs_of if not c[0]]
+        for compile_, cache, resident in runs_of:
             row = Row(recipe, compile_, cache, resident)
             try:
                 run_one(row, args, manifest, runs, device)
@@ -180,6 +185,10 @@ def main(argv: list[str] | None = None) -> list[Row]:
     p.add_argument("--clips", type=int, default=256, help="digits-motion clips")
     p.add_argument("--workers", type=int, default=4, help="decoding workers of the non-resident runs")
     p.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled rows")
+    p.add_argument("--compile-only", action="store_true", help="the compiled rows (and each first run)")
+    p.add_argument(
+        "--compile-rows-apart", action="store_true", help="leave the compiled rows to --compile-only"
+    )
     p.add_argument("--quick", action="store_true", help="one run per recipe (and MVD from a cache): CPU")
     p.add_argument("--recipes", nargs="*", help="only these recipes (default: all, in dependency order)")
     args = p.parse_args(argv)

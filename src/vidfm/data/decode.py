@@ -206,7 +206,8 @@ class VideoReader:
         thread_type: FFmpeg threading, ``"AUTO"`` (frame + slice), ``"SLICE"``, ``"FRAME"`` or ``"NONE"``.
         resize_threads: swscale threads of the RGB conversion + resize (None = ``threads``). PyAV's default
             is one thread per CPU in every process: N loader workers each starting a pool as large as the
-            machine oversubscribe it N-fold, which is what kept a 14-worker loader at the speed of two.
+            machine oversubscribe it N-fold (a single-threaded resize measured half the CPU time per clip;
+            ``benchmarks/loader_stages.py``).
         """
         if short_side is not None and short_side < 1:
             raise ValueError(f"short_side must be positive, got {short_side}")

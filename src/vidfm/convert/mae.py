@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import math
 
-from vidfm.convert.layouts import resolve_heads, unwrap
-from vidfm.convert.videomae import Converted, StateDict, count_blocks, encoder_config
+from vidfm.convert.layouts import unwrap
+from vidfm.convert.official_videomae import stack_config
+from vidfm.convert.videomae import Converted, StateDict
 from vidfm.utils import log
 
 MAE_NORM_EPS = 1e-6
@@ -59,8 +60,21 @@ def from_official_mae(obj: dict, heads: int | None = None, norm_eps: float = MAE
     side = math.isqrt(pos.shape[1] - 1)
     if side * side != pos.shape[1] - 1:
         raise ValueError(f"MAE pos_embed of {pos.shape[1]} rows is not [cls] + a square grid")
-    depth = count_blocks(list(sd), "blocks.")
-    mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
+    cfg = stack_config(
+        sd,
+        width,
+        patch,
+        heads,
+        tubelet=1,
+        num_frames=1,
+        img_size=side * patch,
+        in_chans=chans,
+        pos_embed="learned",
+        cls_token=True,
+        qkv_bias="fused" if "blocks.0.attn.qkv.bias" in sd else "none",
+        norm_eps=norm_eps,
+        final_norm=True,
+    )
     out: StateDict = {
         "encoder.patch_embed.proj.weight": conv.unsqueeze(2),
         "encoder.patch_embed.proj.bias": sd.pop("patch_embed.proj.bias"),
@@ -77,24 +91,13 @@ def from_official_mae(obj: dict, heads: int | None = None, norm_eps: float = MAE
         out[f"encoder.{k}"] = sd.pop(k)
     if sd:
         raise ValueError(f"unexpected keys in the MAE checkpoint: {sorted(sd)[:12]}")
-    cfg = encoder_config(
-        width,
-        depth,
-        resolve_heads(width, depth, mlp, heads),
-        mlp,
-        patch,
-        tubelet=1,
-        num_frames=1,
-        img_size=side * patch,
-        in_chans=chans,
-        pos_embed="learned",
-        cls_token=True,
-        qkv_bias="fused" if "encoder.blocks.0.attn.qkv.bias" in out else "none",
-        norm_eps=norm_eps,
-        final_norm=True,
-    )
     log.info(
-        "official MAE image ViT (%s): %dx%d, patch %d, %d² input", how, width, depth, patch, side * patch
+        "official MAE image ViT (%s): %dx%d, patch %d, %d² input",
+        how,
+        width,
+        cfg.dims()[1],
+        patch,
+        side * patch,
     )
     return Converted(cfg, None, out, extras)
 

@@ -65,6 +65,14 @@ def _qkv_bias(sd: StateDict, prefix: str) -> str:
     return "fused" if f"{prefix}blocks.0.attn.qkv.bias" in sd else "none"
 
 
+def stack_config(sd: StateDict, width: int, patch: int, heads: int | None, **fields) -> EncoderConfig:
+    """EncoderConfig of the ``blocks.i`` stack in ``sd``: depth from the block count, MLP width from fc1,
+    heads from the caller or the official model with these dimensions; ``fields``: the other config fields."""
+    depth = count_blocks(sd, "blocks.")
+    mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
+    return encoder_config(width, depth, resolve_heads(width, depth, mlp, heads), mlp, patch, **fields)
+
+
 def _encoder(
     sd: StateDict, heads: int | None, num_frames: int, img_size: int, norm_eps: float
 ) -> EncoderConfig:
@@ -80,14 +88,11 @@ def _encoder(
     width, in_chans, tubelet, patch, patch_w = sd["patch_embed.proj.weight"].shape
     if patch != patch_w:
         raise ValueError(f"non-square patches {patch}x{patch_w} are not supported")
-    depth = count_blocks(sd, "blocks.")
-    mlp = sd["blocks.0.mlp.fc1.weight"].shape[0]
-    cfg = encoder_config(
+    cfg = stack_config(
+        sd,
         width,
-        depth,
-        resolve_heads(width, depth, mlp, heads),
-        mlp,
         patch,
+        heads,
         tubelet=tubelet,
         num_frames=num_frames,
         img_size=img_size,

@@ -21,14 +21,12 @@ import argparse
 import sys
 
 FORMAT_HELP = (
-    "auto: detect (HF folder, vidfm folder/run, else an official file whose layout is detected); official: "
-    "detect the official layout; or name it"
+    "auto (default): detect (HF folder, vidfm folder/run, else an official file whose layout is detected); "
+    "hf; vidfm; official: detect the official layout; or name one: mvd, umt, mae, clip, videomae"
 )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from vidfm.convert import FORMATS
-
     p = subparsers.add_parser(
         "convert",
         help="convert checkpoints between HF transformers, the official layouts and vidfm",
@@ -40,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("src", help="HF folder, official checkpoint file, vidfm run/folder/safetensors file")
     p.add_argument("out", help="output folder")
-    p.add_argument("--from", dest="src_format", choices=FORMATS, default="auto", help=FORMAT_HELP)
+    # Not argparse choices: the layout names live in vidfm.convert.OFFICIAL_LAYOUTS, which the CLI does not import
+    # before a command runs; an unknown name is a one-line error listing them.
+    p.add_argument("--from", dest="src_format", default="auto", metavar="FORMAT", help=FORMAT_HELP)
     p.add_argument("--to", dest="dst_format", choices=["vidfm", "hf", "official"], default="vidfm")
     g = p.add_argument_group("sizes no official file stores (an ambiguous case is an error naming these)")
     g.add_argument("--heads", type=int, default=None, help="encoder heads (default: the official model's)")

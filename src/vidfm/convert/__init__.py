@@ -29,6 +29,7 @@ from vidfm.convert.hf_videoprism import from_hf_videoprism, is_hf_videoprism
 from vidfm.convert.hf_vit import from_hf_vit, hf_model_type
 from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.mae import from_official_mae, is_official_mae
+from vidfm.convert.modules import build_converted
 from vidfm.convert.mvd import from_official_mvd, is_official_mvd, to_official_mvd
 from vidfm.convert.official_videomae import (
     from_official_videomae,
@@ -36,7 +37,7 @@ from vidfm.convert.official_videomae import (
     load_official_state_dict,
 )
 from vidfm.convert.umt import from_official_umt, is_official_umt, to_official_umt
-from vidfm.convert.videomae import Converted, StateDict, build_converted, build_models, split_state_dict
+from vidfm.convert.videomae import Converted, StateDict, build_models, split_state_dict
 from vidfm.io import load_tensors, save_tensors
 from vidfm.models.clip_vision import CLIPVisionConfig
 from vidfm.models.decoder import DecoderConfig
@@ -275,7 +276,7 @@ def load_encoder(path: str | Path, fmt: str = "auto", **official: Any) -> VideoE
         official = {**official, "encoder_only": True}  # a feature extractor needs no decoder (nor its heads)
     conv = read_checkpoint(path, fmt, **official)
     if conv.layout == "clip":
-        raise ValueError(f"{path} holds a CLIP tower: load it as a CLIP teacher (vidfm.teachers.clip)")
+        raise ValueError(f"{path} holds a CLIP tower: load it as a CLIP teacher (load_clip_teacher)")
     return build_models(
         conv.encoder, None, {k: v for k, v in conv.state_dict.items() if k.startswith("encoder.")}
     )[0]

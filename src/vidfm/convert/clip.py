@@ -32,10 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import nn
 
+from vidfm.config import config_from_dict
 from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.videomae import StateDict
+from vidfm.io import load_tensors
 from vidfm.models.clip_vision import Activation, CLIPVisionConfig, clip_encoder_config
 
 
@@ -220,12 +223,7 @@ def read_clip(path: str | Path, heads: int | None = None) -> tuple[CLIPVisionCon
     OpenAI-layout state-dict file -> (config, tower weights). ``heads``: for the OpenAI layout only."""
     path = Path(path)
     if path.is_dir() and (path / "config.yaml").is_file() and not (path / "config.json").is_file():
-        from vidfm.convert import load_vidfm_checkpoint
-
-        conv = load_vidfm_checkpoint(path)
-        if conv.tower is None:
-            raise ValueError(f"{path} holds a converted {conv.layout} checkpoint, not a CLIP tower")
-        return conv.tower, {k[len("visual.") :]: v for k, v in conv.state_dict.items()}
+        return _read_converted(path)
     if path.is_dir():
         file = path / "config.json"
         if not file.is_file():
@@ -234,6 +232,17 @@ def read_clip(path: str | Path, heads: int | None = None) -> tuple[CLIPVisionCon
             raise ValueError(f"{path} holds no HF CLIP model (model_type clip or clip_vision_model)")
         return from_hf_clip(path)
     return from_openai_clip(load_openai_state_dict(path), heads=heads)
+
+
+def _read_converted(path: Path) -> tuple[CLIPVisionConfig, StateDict]:
+    """A folder ``vidfm convert`` wrote from a CLIP tower: ``config.yaml`` (``layout: clip``, ``tower``) and
+    ``model.safetensors`` (``visual.*``)."""
+    data = yaml.safe_load((path / "config.yaml").read_text()) or {}
+    if not isinstance(data, dict) or data.get("layout") != "clip" or not data.get("tower"):
+        raise ValueError(f"{path} holds no converted CLIP tower (config.yaml layout {data.get('layout')!r})")
+    cfg = config_from_dict(CLIPVisionConfig, data["tower"])
+    state = load_tensors(path / "model.safetensors")
+    return cfg, {k[len("visual.") :]: v for k, v in state.items() if k.startswith("visual.")}
 
 
 def load_openai_state_dict(path: str | Path) -> StateDict:
@@ -252,4 +261,10 @@ def load_openai_state_dict(path: str | Path) -> StateDict:
     return unwrap(state, str(path))[0]
 
 
-__all__ = ["from_hf_clip", "from_openai_clip", "is_openai_clip", "load_openai_state_dict", "read_clip"]
+__all__ = [
+    "from_hf_clip",
+    "from_openai_clip",
+    "is_openai_clip",
+    "load_openai_state_dict",
+    "read_clip",
+]

@@ -8,17 +8,15 @@ layout mismatch is a clear error, never a silently half-loaded model.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
 from vidfm.layers.attention import QkvBias
+from vidfm.models.clip_vision import CLIPVisionConfig
 from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
 from vidfm.models.encoder import SIZES, EncoderConfig, VideoEncoder
-
-if TYPE_CHECKING:
-    from vidfm.models.clip_vision import CLIPVisionConfig
 
 StateDict = dict[str, torch.Tensor]
 # What the tensors of a converted checkpoint are, named by the vidfm task whose trainable state dict they
@@ -26,7 +24,7 @@ StateDict = dict[str, torch.Tensor]
 #   videomae  encoder.*, decoder.*                              (VideoMAE, VideoMAE V2, any encoder only)
 #   mvd       encoder.*, decoder_image.*, decoder_video.*       (MVD student, tasks/mvd.py)
 #   umt       encoder.*, align_heads.{i}.{fc,norm}.*            (UMT stage-1 student, tasks/umt.py)
-#   clip      visual.*                                          (a CLIP image tower, teachers/clip.py)
+#   clip      visual.*                                          (a CLIP image tower, convert/clip.py)
 LAYOUTS = ("videomae", "mvd", "umt", "clip")
 
 
@@ -146,60 +144,3 @@ def build_models(
         decoder = MaskedDecoder(encoder.width, decoder_cfg, width, heads, out_dim, encoder.grid)
         load_checked(decoder, dec_sd, "decoder")
     return encoder.eval(), (decoder.eval() if decoder is not None else None)
-
-
-def build_converted(conv: Converted) -> dict[str, nn.Module]:
-    """The modules of a converted checkpoint by top-level key prefix, weights loaded strictly.
-
-    ``videomae``: encoder (+ decoder); ``mvd``: encoder + ``decoder_image``/``decoder_video`` (those present;
-    their 3-D sincos tables are the task's to set, :func:`vidfm.tasks.mae_image.decoder_sincos_3d`); ``umt``:
-    encoder + ``align_heads`` (a ModuleList of :class:`~vidfm.models.heads.AlignHead`); ``clip``: ``visual``.
-    """
-    if conv.layout not in LAYOUTS:
-        raise ValueError(f"unknown converted layout {conv.layout!r}; one of {LAYOUTS}")
-    groups: dict[str, StateDict] = {}
-    for k, v in conv.state_dict.items():
-        head, _, rest = k.partition(".")
-        groups.setdefault(head, {})[rest] = v
-    if conv.layout == "clip":
-        from vidfm.models.clip_vision import CLIPVisionTower
-
-        if conv.tower is None or set(groups) != {"visual"}:
-            raise ValueError(
-                f"a clip checkpoint holds a tower config and visual.* keys only, got {sorted(groups)}"
-            )
-        tower = CLIPVisionTower(conv.tower)
-        load_checked(tower, groups["visual"], "CLIP tower")
-        return {"visual": tower.eval()}
-    if conv.layout == "videomae":
-        encoder, decoder = build_models(conv.encoder, conv.decoder, conv.state_dict)
-        return {"encoder": encoder} | ({"decoder": decoder} if decoder is not None else {})
-    encoder = VideoEncoder(conv.encoder)
-    load_checked(encoder, groups.pop("encoder", {}), "encoder")
-    out: dict[str, nn.Module] = {"encoder": encoder.eval()}
-    if conv.layout == "mvd":
-        if conv.decoder is None or not groups or set(groups) - {"decoder_image", "decoder_video"}:
-            raise ValueError(
-                f"an mvd checkpoint holds a decoder config and decoder_image/decoder_video keys, got {sorted(groups)}"
-            )
-        width = conv.decoder.width or encoder.width
-        heads = conv.decoder.heads or conv.encoder.dims()[2]
-        for name, sd in groups.items():
-            if "head.weight" not in sd:
-                raise ValueError(f"{name} has no head.weight")
-            dec = MaskedDecoder(
-                encoder.width, conv.decoder, width, heads, sd["head.weight"].shape[0], encoder.grid
-            )
-            load_checked(dec, sd, name)
-            out[name] = dec.eval()
-        return out
-    from vidfm.models.heads import AlignHead
-
-    sd = groups.pop("align_heads", {})
-    if groups or not sd:
-        raise ValueError(f"a umt checkpoint holds encoder.* and align_heads.* keys, got {sorted(groups)}")
-    n = len({k.split(".")[0] for k in sd})
-    heads = nn.ModuleList(AlignHead(encoder.width, sd[f"{i}.fc.weight"].shape[0]) for i in range(n))
-    load_checked(heads, sd, "align_heads")
-    out["align_heads"] = heads.eval()
-    return out

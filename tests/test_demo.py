@@ -16,6 +16,10 @@ def test_demo_writes_every_row_and_the_report(tmp_path):
     with open(report / "results.csv") as f:
         rows = list(csv.DictReader(f))
     encoders = {r["encoder"] for r in rows}
+    # The headline first: the EfficientNet-Lite0 students (2 seeds, with the standard error over seeds).
+    assert rows[0]["encoder"].startswith("UMT-style student of ImageNet EfficientNet-Lite0 (2 seeds)")
+    assert rows[0]["± (seeds)"].startswith("± ")
+    assert rows[2]["encoder"] == "random init, the student's encoder" and rows[4]["encoder"] == "random init"
     assert {
         "random init",
         "VideoMAE pre-trained",
@@ -34,7 +38,15 @@ def test_demo_writes_every_row_and_the_report(tmp_path):
     # The clips were decoded once, into the store that training and the probes read.
     assert load_run_config(tmp_path / "run").data.clip_store == str(tmp_path / "clips")
     assert (tmp_path / "clips" / "clips.u8").stat().st_size == 240 * 16 * 64 * 64 * 3
-    # A second demo into the same folder resumes the finished runs; the notes must say so (its time would
-    # otherwise read as a speed-up).
+    assert "does NOT pay at CPU scale" in table  # the VideoMAE row says so in the table's legend
+    # A second demo into the same folder reuses data, targets, runs and probes: the same rows, and notes
+    # that say what was reused (its time would otherwise read as a speed-up).
+    run_demo(demo)
+    with open(report / "results.csv") as f:
+        assert list(csv.DictReader(f)) == rows
+    notes = json.loads((report / "summary.json").read_text())["notes"]
+    assert any("reused the finished run" in n for n in notes)
+    assert any("reused its probe results" in n for n in notes)
+    assert any("reused the teacher targets" in n for n in notes)
     seconds, reused = train_stage(load_run_config(tmp_path / "run"), tmp_path / "run")
     assert reused and seconds < 60

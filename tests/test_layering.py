@@ -24,7 +24,8 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (7, ("vidfm.tasks",)),
     (8, ("vidfm.recipes",)),
     (9, ("vidfm.train.trainer", "vidfm.train.pretrain", "vidfm.train.samplers", "vidfm.eval")),
-    (9, ("vidfm.demo", "vidfm.demo_language", "vidfm.demo_stages", "vidfm.commands", "vidfm.cli")),
+    (9, ("vidfm.demo", "vidfm.demo_language", "vidfm.demo_stages", "vidfm.demo_distil")),
+    (9, ("vidfm.commands", "vidfm.cli")),
 ]
 
 

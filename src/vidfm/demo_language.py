@@ -16,7 +16,7 @@ import torch
 from vidfm.utils import log
 
 
-def _tiny(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
+def demo_recipe(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
     """A tiny recipe on the demo's data, seed and workers."""
     from vidfm.config import apply_overrides
     from vidfm.recipes import get_recipe
@@ -25,7 +25,7 @@ def _tiny(recipe: str, manifest: Path, demo: Any, *overrides: str) -> Any:
     return apply_overrides(get_recipe(recipe), [*sets, *overrides])
 
 
-def _train(cfg: Any, run_dir: Path) -> str:
+def train_note(cfg: Any, run_dir: Path) -> str:
     """Train one stage; its note's time ("reused" when the folder held the finished run)."""
     from vidfm.demo_stages import train_stage
 
@@ -67,17 +67,17 @@ def language_rows(
     short = [] if steps is None else [f"train.steps={steps}", f"train.warmup_steps={max(1, steps // 10)}"]
     if steps is not None:
         stage2_steps = steps
-    clip_cfg = _tiny("clip_image:tiny", manifest, demo, *short)
-    notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {_train(clip_cfg, out / 'clip')}")
-    umt_cfg = _tiny("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}", *short)
-    notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {_train(umt_cfg, out / 'umt')}")
-    rows = probe_rows(
-        "UMT stage 1 (clip_image teacher)", _encoder(umt_cfg, out / "umt", demo.seed), umt_cfg, manifest, demo
-    )
+    clip_cfg = demo_recipe("clip_image:tiny", manifest, demo, *short)
+    notes.append(f"clip_image teacher: {clip_cfg.train.steps} steps, {train_note(clip_cfg, out / 'clip')}")
+    umt_cfg = demo_recipe("umt:tiny", manifest, demo, f"teacher.path={out / 'clip'}", *short)
+    notes.append(f"UMT stage 1: {umt_cfg.train.steps} steps, {train_note(umt_cfg, out / 'umt')}")
+    umt_encoder = trained_encoder(umt_cfg, out / "umt", demo.seed)
+    name = "UMT stage 1 (clip_image teacher)"
+    rows = probe_rows(name, umt_encoder, umt_cfg, manifest, demo, weights=out / "umt", notes=notes)
     if left() < 0.4 * budget_s:
         notes.append(f"UMT stage 2 skipped: {left():.0f} s of the {budget_s:.0f} s budget left")
         return rows, notes
-    stage2 = _tiny(
+    stage2 = demo_recipe(
         "umt_stage2:tiny",
         manifest,
         demo,
@@ -86,7 +86,7 @@ def language_rows(
         f"train.steps={stage2_steps}",
         f"train.warmup_steps={max(1, stage2_steps // 10)}",
     )
-    notes.append(f"UMT stage 2: {stage2_steps} steps, {_train(stage2, out / 'umt2')}")
+    notes.append(f"UMT stage 2: {stage2_steps} steps, {train_note(stage2, out / 'umt2')}")
     device = default_device()
     result = evaluate_retrieval(
         out / "umt2", manifest, "test", workers=demo.workers, device=device, progress=False
@@ -97,14 +97,14 @@ def language_rows(
         f"{t2v['R@10']:.1f} % (chance R@1 {100 / result.num_videos:.2f} %, {result.num_videos} videos)"
     )
     if left() > 0.15 * budget_s:
-        rows += probe_rows(
-            "UMT stage 2 (video-text)", _encoder(stage2, out / "umt2", demo.seed), stage2, manifest, demo
-        )
+        encoder = trained_encoder(stage2, out / "umt2", demo.seed)
+        name = "UMT stage 2 (video-text)"
+        rows += probe_rows(name, encoder, stage2, manifest, demo, weights=out / "umt2", notes=notes)
     log.info("language route: %.0f s", time.perf_counter() - start)
     return rows, notes
 
 
-def _encoder(cfg: Any, run_dir: Path, seed: int) -> torch.nn.Module:
+def trained_encoder(cfg: Any, run_dir: Path, seed: int) -> torch.nn.Module:
     """The trained student of a run."""
     from vidfm.models.encoder import VideoEncoder
     from vidfm.train.checkpoint import load_model_weights

@@ -4,12 +4,15 @@ training one stage (reusing a finished run) and the probe rows of one encoder.""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vidfm.io import atomic_write_text
 from vidfm.utils import default_device
 
 
@@ -29,12 +32,52 @@ class DemoConfig:
     language: bool = True
     language_budget_s: float = 300.0
     language_steps: int | None = None
+    distil: bool = True
 
 
 def probe_rows(
-    name: str, encoder: torch.nn.Module | None, cfg, manifest: Path, demo: DemoConfig
+    name: str,
+    encoder: torch.nn.Module | None,
+    cfg,
+    manifest: Path,
+    demo: DemoConfig,
+    weights: Path | None = None,
+    notes: list[str] | None = None,
 ) -> list[list]:
-    """Linear-probe and kNN top-1 on digit and motion for one encoder (None = the trivial baseline)."""
+    """Linear-probe and kNN top-1 on digit and motion for one encoder (None = the trivial baseline).
+
+    Results are kept in ``OUT/probes/`` under a key of everything they depend on (encoder config, the
+    checkpoint of ``weights`` — a run folder — data, pool and seed), so a re-run of the demo reuses them;
+    ``notes`` then gets a line saying so.
+    """
+    from vidfm.train.checkpoint import latest_checkpoint
+
+    key = {
+        "name": name,
+        "encoder": dataclasses.asdict(cfg.encoder) if encoder is not None else None,
+        "checkpoint": str(latest_checkpoint(weights)) if weights is not None else None,
+        "manifest": str(manifest),
+        "pool": demo.pool,
+        "seed": demo.seed,
+    }
+    path = (
+        Path(demo.out)
+        / "probes"
+        / (hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16] + ".json")
+    )
+    if path.is_file():
+        saved = json.loads(path.read_text())
+        if saved["key"] == key:
+            if notes is not None:
+                notes.append(f"{name}: reused its probe results in {path.parent}")
+            return saved["rows"]
+    rows = _probe(name, encoder, cfg, manifest, demo)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps({"key": key, "rows": rows}, indent=1))
+    return rows
+
+
+def _probe(name: str, encoder: torch.nn.Module | None, cfg, manifest: Path, demo: DemoConfig) -> list[list]:
     from vidfm.eval.frozen import probe_features, split_features
 
     data = dataclasses.replace(cfg.data, manifest=str(manifest))

@@ -16,6 +16,7 @@ Tiny mode (``--recipe clip_image:tiny``): digits-motion frames at 32², about 10
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -27,7 +28,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.models.clip_vision import CLIP_MEAN, CLIP_STD, CLIPVisionConfig, clip_encoder_config
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.recipes.common import cpu_train, gpu_train, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -94,7 +95,7 @@ class CLIPImageRecipe(Recipe):
 
 def config(variant: str = "") -> CLIPImageRecipe:
     """``""`` = a CLIP ViT-B/16 tower; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    return pick_variant("clip_image", variant, {"": CLIPImageRecipe, "tiny": tiny})
+    return pick_variant("clip_image", variant, {"": CLIPImageRecipe, "tiny": tiny, "gpu": gpu})
 
 
 def tiny() -> CLIPImageRecipe:
@@ -115,3 +116,12 @@ def tiny() -> CLIPImageRecipe:
         frames=2,
         train=cpu_train(200, batch_size=32, lr=1e-3, betas=(0.9, 0.98), eps=1e-6, ckpt_every=0),
     )
+
+
+def gpu() -> CLIPImageRecipe:
+    """The tiny tower trained long enough to teach UMT, for a GPU: 400 epochs of digits-motion at batch 256
+    (the tiny recipe's 200 steps of 32 are 4 epochs), its lr 1e-3 and AdamW settings. Prepared, not yet
+    measured: ``benchmarks/gpu_schedules.py``."""
+    cfg = tiny()
+    t = cfg.train
+    return dataclasses.replace(cfg, train=gpu_train(400, lr=t.lr, betas=t.betas, eps=t.eps))

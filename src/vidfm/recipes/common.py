@@ -1,4 +1,4 @@
-"""Pieces every recipe module shares: the variant dispatcher and the CPU-scale training schedule."""
+"""Pieces every recipe module shares: the variant dispatcher and the CPU- and GPU-scale training schedules."""
 
 from __future__ import annotations
 
@@ -44,5 +44,29 @@ def cpu_train(steps: int, **fields: Any) -> TrainConfig:
         ckpt_every=100,
         log_every=10,
         workers=1,
+    )
+    return TrainConfig(**(base | fields))
+
+
+DIGITS_TRAIN_CLIPS = 1600  # the train split of the demo's 2,000 digits-motion clips
+
+
+def gpu_train(epochs: int, batch: int = 256, every: int = 200, **fields: Any) -> TrainConfig:
+    """The ``:gpu`` schedule on digits-motion's 1,600 training clips: ``epochs`` epochs of ``batch`` clips,
+    official VideoMAE/MAE warm-up of 40 epochs (``--warmup_epochs 40``; a tenth of a shorter run), AdamW
+    betas (0.9, 0.95), weight decay 0.05, a checkpoint every ``every`` epochs kept for the probes of
+    ``benchmarks/gpu_schedules.py``, 8 decoding workers; ``fields`` override any of these."""
+    per_epoch = DIGITS_TRAIN_CLIPS / batch
+    base: dict[str, Any] = dict(
+        batch_size=batch,
+        steps=round(epochs * per_epoch),
+        warmup_steps=round(min(40, epochs / 10) * per_epoch),
+        min_lr=1e-5,
+        weight_decay=0.05,
+        betas=(0.9, 0.95),
+        ckpt_every=max(1, round(every * per_epoch)),
+        keep_last=1000,
+        log_every=50,
+        workers=8,
     )
     return TrainConfig(**(base | fields))

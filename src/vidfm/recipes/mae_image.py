@@ -13,6 +13,7 @@ Tiny mode (``--recipe mae_image:tiny``): digits-motion frames at 64², a few CPU
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from torch import nn
@@ -23,7 +24,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
+from vidfm.recipes.common import cpu_train, gpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -75,7 +76,7 @@ class MAEImageRecipe(Recipe):
 
 def config(variant: str = "") -> MAEImageRecipe:
     """``""`` = MAE's ViT-B setting on video frames; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    return pick_variant("mae_image", variant, {"": MAEImageRecipe, "tiny": tiny})
+    return pick_variant("mae_image", variant, {"": MAEImageRecipe, "tiny": tiny, "gpu": gpu})
 
 
 def tiny() -> MAEImageRecipe:
@@ -88,3 +89,10 @@ def tiny() -> MAEImageRecipe:
         data=DataConfig(sampling="segment", num_frames=4, short_side=64),
         train=cpu_train(300, lr=None, blr=1.5e-4 * 4),
     )
+
+
+def gpu() -> MAEImageRecipe:
+    """The tiny image teacher trained long enough to be worth distilling (MVD's image teacher), for a GPU:
+    800 epochs of digits-motion at batch 256 clips, MAE's per-image rule (blr 1.5e-4 × 4 frames, as ``tiny``). Prepared, not yet
+    measured: ``benchmarks/gpu_schedules.py``."""
+    return dataclasses.replace(tiny(), train=gpu_train(800, lr=None, blr=1.5e-4 * 4))

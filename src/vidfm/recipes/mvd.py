@@ -25,6 +25,7 @@ teacher forward). Tiny mode: ``--recipe mvd:tiny`` (digits-motion scale, teacher
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,7 +38,7 @@ from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
+from vidfm.recipes.common import cpu_train, gpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -49,9 +50,14 @@ class MVDTeachers:
     layer: teacher block whose output is the target (-1 = last). final_norm: apply the teacher's final norm.
     norm_target: standardise target tokens (official ``--norm_feature``). loss: the feature loss.
     image_size, video_size: the teachers' input sides (None = each teacher's own).
+    image_kind: ``vit`` (the image teacher from ``image``) or ``efficientnet_lite0`` (ImageNet EfficientNet-Lite0
+    of the ``teachers`` extra, :mod:`vidfm.teachers.efficientnet`; ``image`` unused, ``layer``/``final_norm``
+    do not apply) with its feature map at output stride ``image_stride``.
     """
 
     image: str = ""
+    image_kind: Literal["vit", "efficientnet_lite0"] = "vit"
+    image_stride: int = 16
     video: str = ""
     image_weight: float = 1.0
     video_weight: float = 1.0
@@ -116,6 +122,11 @@ class MVDRecipe(Recipe):
     ) -> nn.Module | None:
         if weight == 0:
             return None
+        if kind == "image" and self.teachers.image_kind == "efficientnet_lite0":
+            from vidfm.teachers.efficientnet import efficientnet_teacher
+
+            stride = self.teachers.image_stride
+            return targets.teacher("teacher_image", lambda: efficientnet_teacher(size or 128, stride))
         if not path:
             raise ValueError(
                 f"teachers.{kind} is not set while teachers.{kind}_weight={weight}: give a run folder or "
@@ -139,8 +150,10 @@ class MVDRecipe(Recipe):
 
 
 def config(variant: str = "") -> MVDRecipe:
-    """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    return pick_variant("mvd", variant, {"": MVDRecipe, "tiny": tiny})
+    """``""`` = the paper's ViT-B setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`);
+    ``"effnet"``: the tiny student with ImageNet EfficientNet-Lite0 as its image teacher (:func:`effnet`);
+    ``"gpu"``: the tiny student at a GPU schedule, co-taught by long-trained tiny teachers (:func:`gpu`)."""
+    return pick_variant("mvd", variant, {"": MVDRecipe, "tiny": tiny, "effnet": effnet, "gpu": gpu})
 
 
 def tiny() -> MVDRecipe:
@@ -158,3 +171,27 @@ def tiny() -> MVDRecipe:
         # benchmarks/mvd_claims.py trains teachers and students at this rate.
         train=cpu_train(300, lr=1e-3),
     )
+
+
+def effnet() -> MVDRecipe:
+    """MVD's masked feature prediction from a real pretrained image teacher on a CPU: the ``tiny`` student
+    (tubelet 2, 16 frames at 64², tube mask 0.9) predicts, at its masked tokens, ImageNet EfficientNet-Lite0's
+    stride-8 map (40 channels) of ``frames[::2]`` at 64² — the student's 8×8 grid (``teachers`` extra). Image
+    teacher only (λ_vid = 0): no video teacher worth distilling trains in CPU minutes (docs/mvd.md).
+    Measured against ``umt:effnet`` in README "Measured". Train from cached targets::
+
+        vidfm data cache-targets --recipe mvd:effnet --set data.manifest=M --views 1 --out runs/mvd-cache
+        vidfm pretrain --recipe mvd:effnet --set data.manifest=M \\
+            --set train.teacher_cache=runs/mvd-cache --out runs/mvd-effnet
+    """
+    cfg = tiny()
+    teachers = MVDTeachers(image_kind="efficientnet_lite0", image_size=64, image_stride=8, video_weight=0.0)
+    return dataclasses.replace(cfg, teachers=teachers, train=cpu_train(300, lr=1e-3, ckpt_every=0))
+
+
+def gpu() -> MVDRecipe:
+    """The tiny student for a GPU: 800 epochs of digits-motion at batch 256, MVD's rule lr = 1.5e-4 × 256 /
+    256, teachers trained long enough to be worth distilling: ``mae_image:gpu`` and ``videomae:gpu`` runs
+    (``--set teachers.image=RUN --set teachers.video=RUN``). ``benchmarks/gpu_schedules.py`` runs the
+    co-teaching claim with it. Prepared, not yet measured."""
+    return dataclasses.replace(tiny(), train=gpu_train(800, lr=None, blr=1.5e-4))

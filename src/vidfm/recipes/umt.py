@@ -23,6 +23,7 @@ trained on your own frames and captions). Tiny mode: ``--recipe umt:tiny`` (digi
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -33,24 +34,40 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import cpu_train, mae_pretrain, pick_variant
+from vidfm.recipes.common import cpu_train, gpu_train, mae_pretrain, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
 
 @dataclass
 class UMTTeacherConfig:
-    """path: a CLIP source (OpenAI weights, HF CLIP folder, ``clip_image`` run). size: its input side (None =
-    its own). norm: ``l2`` unit tokens (``clip_norm_type``). resize: allow a patch grid other than the
-    student's (token maps resized bilinearly)."""
+    """kind: ``clip`` (a CLIP tower from ``path``) or ``efficientnet_lite0`` (the ImageNet CNN of the
+    ``teachers`` extra, :mod:`vidfm.teachers.efficientnet`: no ``path``, one feature map, no attention).
+    path: a CLIP source (OpenAI weights, HF CLIP folder, ``clip_image`` run). size: its input side (None =
+    its own; 128 for the CNN). norm: ``l2`` unit tokens (``clip_norm_type``; CLIP only, the loss normalises
+    anyway). resize: allow a patch grid other than the student's (token maps resized bilinearly).
+    stride: the CNN's output stride (size / stride must be the student's grid unless ``resize``).
+    """
 
+    kind: Literal["clip", "efficientnet_lite0"] = "clip"
     path: str = ""
     size: int | None = None
     norm: Literal["l2", "none"] = "l2"
     resize: bool = False
+    stride: int = 16
 
     def build(self, layers: int):
-        """The frozen CLIP teacher returning its last ``layers`` blocks."""
+        """The frozen teacher returning its last ``layers`` blocks (the CNN returns one map: ``layers`` 1)."""
+        if self.kind == "efficientnet_lite0":
+            from vidfm.teachers.efficientnet import efficientnet_teacher
+
+            if layers != 1:
+                raise ValueError(
+                    f"the EfficientNet teacher returns one feature map: align_layers=1, not {layers}"
+                )
+            return efficientnet_teacher(self.size or 128, self.stride)
+        if self.kind != "clip":
+            raise ValueError(f"unknown teacher kind {self.kind!r}; use 'clip' or 'efficientnet_lite0'")
         if not self.path:
             raise ValueError(
                 "teacher.path is not set: give OpenAI CLIP weights, an HF CLIP folder or a clip_image run "
@@ -111,8 +128,10 @@ class UMTRecipe(Recipe):
 
 
 def config(variant: str = "") -> UMTRecipe:
-    """``""`` = the paper's ViT-B/16 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`)."""
-    return pick_variant("umt", variant, {"": UMTRecipe, "tiny": tiny})
+    """``""`` = the paper's ViT-B/16 setting; ``"tiny"`` = digits-motion on a CPU (see :func:`tiny`);
+    ``"effnet"``: the tiny student taught by ImageNet EfficientNet-Lite0 (see :func:`effnet`); ``"gpu"``: the
+    tiny student at a GPU schedule (see :func:`gpu`)."""
+    return pick_variant("umt", variant, {"": UMTRecipe, "tiny": tiny, "effnet": effnet, "gpu": gpu})
 
 
 def tiny() -> UMTRecipe:
@@ -127,3 +146,39 @@ def tiny() -> UMTRecipe:
         align_layers=2,
         train=cpu_train(150, lr=None, blr=1.5e-4 * 8, ckpt_every=0),
     )
+
+
+def effnet() -> UMTRecipe:
+    """UMT's unmasked token alignment from a real pretrained teacher on a CPU: the ``tiny`` student (4-block
+    ViT-T/8 at 64², tubelet 1) on 4 frames, one per segment, aligned on its visible tokens with ImageNet
+    EfficientNet-Lite0's stride-8 feature map (40 channels) of each frame at 64², the same 8×8 grid
+    (``teachers`` extra).
+
+    Differences from UMT, and why: the CNN has no class-token attention, so the mask is random per frame
+    (``frame``, ratio 0.75: 16 of each frame's 64 tokens visible, 64 per clip, about what ``videomae:tiny``
+    encodes per step) and one layer is aligned (the teacher returns one map); 4 frames instead of 8 halve
+    the teacher's and the student's cost, which the demo's minutes need; lr 1e-3 with no batch rule (UMT's
+    1.5e-4 × 16/256 moves nothing in 300 steps, as in ``mvd:tiny``). Measured on digits-motion in README
+    "Measured". Train from cached targets (the teacher runs once per view)::
+
+        vidfm data cache-targets --recipe umt:effnet --set data.manifest=M --views 1 --out runs/effnet-cache
+        vidfm pretrain --recipe umt:effnet --set data.manifest=M \\
+            --set train.teacher_cache=runs/effnet-cache --out runs/umt-effnet
+    """
+    return UMTRecipe(
+        encoder=umt_encoder("T/8", num_frames=4, img_size=64, depth=4),
+        mask=MaskConfig(kind="frame", ratio=0.75),
+        augment=AugmentConfig(size=64),
+        data=DataConfig(sampling="segment", num_frames=4, short_side=64),
+        teacher=UMTTeacherConfig(kind="efficientnet_lite0", size=64, stride=8),
+        align_layers=1,
+        train=cpu_train(300, lr=1e-3, ckpt_every=0),
+    )
+
+
+def gpu() -> UMTRecipe:
+    """The tiny student for a GPU: 800 epochs of digits-motion at batch 256 with UMT's rule lr = 1.5e-4 ×
+    256 / 256 and its 40 warm-up epochs, taught by a ``clip_image:gpu`` run (``--set teacher.path=RUN``).
+    ``benchmarks/gpu_schedules.py`` compares it with ``videomae:gpu`` at equal GPU time (the paper's
+    "several times faster" claim). Prepared, not yet measured."""
+    return dataclasses.replace(tiny(), train=gpu_train(800, min_lr=1e-6, lr=None, blr=1.5e-4))

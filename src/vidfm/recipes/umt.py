@@ -158,8 +158,11 @@ def effnet() -> UMTRecipe:
     (``frame``, ratio 0.75: 16 of each frame's 64 tokens visible, 64 per clip, about what ``videomae:tiny``
     encodes per step) and one layer is aligned (the teacher returns one map); 4 frames instead of 8 halve
     the teacher's and the student's cost, which the demo's minutes need; lr 1e-3 with no batch rule (UMT's
-    1.5e-4 × 16/256 moves nothing in 300 steps, as in ``mvd:tiny``). Measured on digits-motion in README
-    "Measured". Train from cached targets (the teacher runs once per view)::
+    1.5e-4 × 16/256 moves nothing in 300 steps, as in ``mvd:tiny``); 100 steps of 16 clips. Measured on
+    digits-motion (README "Measured", 2 seeds): the alignment loss falls from 1.16 to 0.65 but the student's
+    mean-pooled features do NOT beat its encoder at random init yet (``digit`` 0.325 against 0.347, ``motion``
+    0.660 against 0.755), although the teacher's own pooled map reads ``digit`` 0.578. Train from cached
+    targets (the teacher runs once per view)::
 
         vidfm data cache-targets --recipe umt:effnet --set data.manifest=M --views 1 --out runs/effnet-cache
         vidfm pretrain --recipe umt:effnet --set data.manifest=M \\
@@ -172,7 +175,7 @@ def effnet() -> UMTRecipe:
         data=DataConfig(sampling="segment", num_frames=4, short_side=64),
         teacher=UMTTeacherConfig(kind="efficientnet_lite0", size=64, stride=8),
         align_layers=1,
-        train=cpu_train(300, lr=1e-3, ckpt_every=0),
+        train=cpu_train(100, lr=1e-3, ckpt_every=0),
     )
 
 

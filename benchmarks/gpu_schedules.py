@@ -26,11 +26,11 @@ import json
 import math
 from pathlib import Path
 
-from umt_vs_videomae import HEADER, curve, probe, train
+from common import probe_encoder
+from umt_vs_videomae import HEADER, curve, train
 
 from vidfm.config import apply_overrides
 from vidfm.data.digits import make_digits_motion
-from vidfm.eval.frozen import probe_features, split_features
 from vidfm.eval.report import markdown_table
 from vidfm.recipes import get_recipe, load_run_encoder
 from vidfm.recipes.common import DIGITS_TRAIN_CLIPS
@@ -84,10 +84,7 @@ def main() -> None:
     if not manifest.exists():
         make_digits_motion(manifest.parent, n=args.clips, seed=args.seed, workers=4)
     base = schedule("videomae:gpu", args, manifest)
-    feats = split_features(None, base.data, base.augment, workers=args.workers, progress=False)
-    trivial = {
-        r.label: (r.linear, r.knn) for r in probe_features(feats["train"], feats["test"], ["digit", "motion"])
-    }
+    trivial = probe_encoder(None, base, manifest, args.workers, device)
     results = [["trivial baseline", "-", "-", "-", *trivial["digit"], *trivial["motion"]]]
     print(markdown_table(HEADER, results), flush=True)
 
@@ -112,7 +109,9 @@ def main() -> None:
             wall, cpu = trained(student, out / f"mvd-{name}")
             extra = [c for c, w in ((image_cost, w_img), (video_cost, w_vid)) if w]
             wall, cpu = wall + sum(c[0] for c in extra), cpu + sum(c[1] for c in extra)
-            acc = probe(load_run_encoder(out / f"mvd-{name}")[0], student, device, args.workers)
+            acc = probe_encoder(
+                load_run_encoder(out / f"mvd-{name}")[0], student, manifest, args.workers, device
+            )
             results.append(
                 [
                     f"MVD student, {name} teacher(s), teachers included",

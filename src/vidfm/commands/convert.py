@@ -10,6 +10,7 @@ Examples::
     vidfm convert ViT-B-16.pt out/clip_b16 --heads 12                       # OpenAI/UMT-layout CLIP tower
     vidfm convert runs/videomae/ out/hf --from vidfm --to hf                # run (latest step) -> HF
     vidfm convert out/mvd_b out/mvd_official --to official                  # back to the official layout
+    vidfm convert 1B_pt.pth out/iv2_1b --num-frames 8                       # InternVideo2 stage-1/2 vision
 
 A converted folder is the trainable state of its recipe's task: ``vidfm pretrain --recipe mvd --set
 train.init_from=out/mvd_b ...`` continues training it, decoders (or UMT's alignment heads) included.

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     d.add_argument("--workers", type=int, default=0, help="encoder processes, 0 = this process (default 0)")
+    d.add_argument(
+        "--audio",
+        action="store_true",
+        help="add a tone track (labels 'sound', from the audio alone, and 'motion_sound', from both)",
+    )
     d.set_defaults(handler=run_digits)
 
     i = cmds.add_parser(
@@ -123,6 +128,7 @@ def run_digits(args: argparse.Namespace) -> int:
         contrast=args.contrast,
         seed=args.seed,
         workers=args.workers,
+        audio=args.audio,
     )
     print(f"wrote {args.n} clips and {manifest}")
     return 0

@@ -27,6 +27,7 @@ from vidfm.convert.clip import from_hf_clip, from_openai_clip, is_openai_clip
 from vidfm.convert.hf_videomae import from_hf_videomae, hf_mask_to_indices, to_hf_videomae
 from vidfm.convert.hf_videoprism import from_hf_videoprism, is_hf_videoprism
 from vidfm.convert.hf_vit import from_hf_vit, hf_model_type
+from vidfm.convert.internvideo2 import from_official_internvideo2, is_official_internvideo2
 from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.mae import from_official_mae, is_official_mae
 from vidfm.convert.modules import build_converted
@@ -181,6 +182,10 @@ def _only(opts: dict[str, Any], *names: str) -> dict[str, Any]:
 # Official layouts, in detection order (name -> (detector on the unwrapped state dict, reader of the loaded
 # object with the caller's options: heads, decoder_heads, num_frames, img_size, encoder_only)).
 OFFICIAL_LAYOUTS: dict[str, tuple[Callable[[StateDict], bool], Callable[..., Converted]]] = {
+    "internvideo2": (  # first: its ViT keys would also pass the VideoMAE detector
+        is_official_internvideo2,
+        lambda obj, **o: from_official_internvideo2(obj, **_only(_V8(o), "heads", "num_frames", "img_size")),
+    ),
     "mvd": (
         is_official_mvd,
         lambda obj, **o: from_official_mvd(

@@ -43,6 +43,11 @@ SHIFT = 0.25  # translation, fraction of the frame size
 ROTATION = 90.0  # degrees
 ZOOM = 1.8  # ratio of the scales of the last and first frames
 FPS = 8
+# Audio track (``audio=True``): one of four tones per clip, independent of digit and motion, so ``sound`` is
+# recoverable from the audio alone, ``digit``/``motion`` from the frames alone, and ``motion_sound`` only from
+# both. Pitches (Hz) of the classes; AAC mono at 16 kHz, the rate InternVideo2's audio input uses.
+SOUNDS: dict[str, float] = {"low": 262.0, "middle": 392.0, "high": 587.0, "highest": 880.0}
+AUDIO_RATE = 16_000
 TEST_FRACTION = 0.2
 CHUNK = 64  # clips rendered per torch batch; fixed so the bytes do not depend on ``workers``
 
@@ -241,8 +246,20 @@ def encode_mp4(path: str | Path, frames: np.ndarray | torch.Tensor, fps: int = F
     encode_yuv420p(Path(path), rgb_to_yuv420p(frames).numpy(), fps)
 
 
-def encode_yuv420p(path: Path, yuv: np.ndarray, fps: int = FPS) -> None:
-    """Write yuv420p frames [T, H*3/2, W] (from :func:`rgb_to_yuv420p`) as H.264 in MP4, atomically.
+def tone(name: str, seconds: float, rng: np.random.Generator, rate: int = AUDIO_RATE) -> np.ndarray:
+    """Mono float32 [rate·seconds] in [-1, 1]: the class's pitch with its second harmonic, a 4 Hz tremolo
+    and a little noise (a real encoder then has something non-trivial to code)."""
+    t = np.arange(int(seconds * rate)) / rate
+    f0 = SOUNDS[name] * (1 + rng.uniform(-0.02, 0.02))  # slight detuning: not one waveform per class
+    wave = np.sin(2 * np.pi * f0 * t) + 0.3 * np.sin(4 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi))
+    wave *= 0.6 + 0.4 * np.sin(2 * np.pi * 4 * t + rng.uniform(0, 2 * np.pi))
+    wave += 0.02 * rng.standard_normal(len(t))
+    return (0.3 * wave).astype(np.float32)
+
+
+def encode_yuv420p(path: Path, yuv: np.ndarray, fps: int = FPS, audio: np.ndarray | None = None) -> None:
+    """Write yuv420p frames [T, H*3/2, W] (from :func:`rgb_to_yuv420p`) as H.264 in MP4, atomically; with
+    ``audio`` (mono float32 [S] at 16 kHz) also an AAC track.
 
     One encoder thread: clips are tiny, and x264 then writes the same bytes on every run (its settings
     SEI records the thread count).
@@ -257,6 +274,9 @@ def encode_yuv420p(path: Path, yuv: np.ndarray, fps: int = FPS) -> None:
         stream = container.add_stream("libx264", rate=fps, options=options)
         stream.width, stream.height, stream.pix_fmt = yuv.shape[2], yuv.shape[1] * 2 // 3, "yuv420p"
         stream.codec_context.thread_count = 1
+        sound = None
+        if audio is not None:
+            sound = container.add_stream("aac", rate=AUDIO_RATE, layout="mono")
         for i, frame in enumerate(yuv):
             vf = av.VideoFrame.from_ndarray(frame, format="yuv420p")
             # Explicit timestamps: x264's rate control reads them, and left unset they are not
@@ -264,20 +284,43 @@ def encode_yuv420p(path: Path, yuv: np.ndarray, fps: int = FPS) -> None:
             vf.pts, vf.time_base = i, Fraction(1, fps)
             container.mux(stream.encode(vf))
         container.mux(stream.encode())
+        if sound is not None:
+            _encode_audio(container, sound, audio)
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_bytes(buf.getvalue())
     os.replace(tmp, path)
 
 
+def _encode_audio(container, stream, audio: np.ndarray) -> None:  # noqa: ANN001 - PyAV objects
+    """Mux mono float32 ``audio`` into ``stream`` in the encoder's frame size (AAC: 1024 samples)."""
+    import av
+
+    step = stream.codec_context.frame_size or 1024
+    planar = stream.codec_context.format.name  # "fltp" for FFmpeg's AAC encoder
+    for i, start in enumerate(range(0, len(audio), step)):
+        chunk = np.zeros((1, step), dtype=np.float32)
+        part = audio[start : start + step]
+        chunk[0, : len(part)] = part
+        frame = av.AudioFrame.from_ndarray(chunk, format=planar, layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = AUDIO_RATE, i * step, Fraction(1, AUDIO_RATE)
+        container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
 def _render_and_encode(job: tuple) -> None:
-    """Worker body: render one chunk of clips and encode each to its mp4 path."""
-    images, params, paths, num_frames, size, contrast = job
+    """Worker body: render one chunk of clips and encode each to its mp4 path (with its tone, if any)."""
+    images, params, paths, num_frames, size, contrast, sounds = job
     center, angle, scale = trajectories(params, num_frames, size)
     clips = render_clips(
         make_sprites(images), center, angle, scale, params.tint, params.noise, size, contrast
     )
-    for yuv, path in zip(rgb_to_yuv420p(clips).numpy(), paths, strict=True):
-        encode_yuv420p(Path(path), yuv)
+    for i, (yuv, path) in enumerate(zip(rgb_to_yuv420p(clips).numpy(), paths, strict=True)):
+        audio = (
+            None
+            if sounds is None
+            else tone(sounds[i][0], num_frames / FPS, np.random.default_rng(sounds[i][1]))
+        )
+        encode_yuv420p(Path(path), yuv, audio=audio)
 
 
 def caption_for(digit: int, motion: str, template: int) -> str:
@@ -294,6 +337,7 @@ def make_digits_motion(
     contrast: float = 0.5,
     seed: int = 0,
     workers: int = 0,
+    audio: bool = False,
 ) -> Path:
     """Generate the digits-motion dataset; returns the path of ``out_dir/manifest.csv``.
 
@@ -308,6 +352,9 @@ def make_digits_motion(
         seed: everything random comes from this seed; the same arguments give the same bytes,
             whatever ``workers`` is.
         workers: encoder processes (0 = render and encode in this process).
+        audio: add an AAC track with one of four tones per clip (:data:`SOUNDS`) and the label columns
+            ``sound`` (audio alone) and ``motion_sound`` (needs both); the frames and the other columns are
+            those of ``audio=False`` (the tones come from their own random stream).
     """
     if n < 1 or num_frames < 2:
         raise ValueError(f"need n >= 1 and num_frames >= 2, got n={n}, num_frames={num_frames}")
@@ -325,12 +372,17 @@ def make_digits_motion(
     out_dir = Path(out_dir)
     (out_dir / "videos").mkdir(parents=True, exist_ok=True)
     rel_paths = [f"videos/{i:06d}.mp4" for i in range(n)]
+    sounds = None
+    if audio:  # a separate stream: the video parameters stay those of audio=False
+        audio_rng = np.random.default_rng([seed, 0xA0D10])
+        names = list(SOUNDS)
+        sounds = [(names[k], [seed, 0xA0D10, i]) for i, k in enumerate(audio_rng.integers(0, len(names), n))]
     jobs = []
     for start in range(0, n, CHUNK):
         sl = slice(start, min(start + CHUNK, n))
         chunk = params.take(sl)
         paths = [str(out_dir / p) for p in rel_paths[sl]]
-        jobs.append((images[chunk.source], chunk, paths, num_frames, size, contrast))
+        jobs.append((images[chunk.source], chunk, paths, num_frames, size, contrast, sounds and sounds[sl]))
     if workers == 0:
         for job in jobs:
             _render_and_encode(job)
@@ -348,6 +400,8 @@ def make_digits_motion(
         digit, motion = int(labels[src]), MOTIONS[params.motion[i]]
         split = "test" if is_test[src] else "train"
         rows.append([rel_paths[i], digit, motion, caption_for(digit, motion, params.template[i]), split, src])
+        if sounds is not None:
+            rows[-1] += [sounds[i][0], f"{motion}+{sounds[i][0]}"]
     meta = {
         "dataset": "digits-motion",
         "source": "scikit-learn load_digits (UCI optdigits test set, 1,797 8x8 handwritten digits)",
@@ -372,12 +426,14 @@ def make_digits_motion(
         "num_train": sum(r[4] == "train" for r in rows),
         "num_test": sum(r[4] == "test" for r in rows),
     }
+    if audio:
+        meta["audio"] = {"codec": "aac", "rate": AUDIO_RATE, "tones_hz": SOUNDS}
     from vidfm.io import atomic_write_text
 
     atomic_write_text(out_dir / "meta.json", json.dumps(meta, indent=2) + "\n")
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(MANIFEST_COLUMNS)
+    writer.writerow(MANIFEST_COLUMNS + (("sound", "motion_sound") if audio else ()))
     writer.writerows(rows)
     manifest = out_dir / "manifest.csv"
     atomic_write_text(manifest, text.getvalue())

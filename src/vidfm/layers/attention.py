@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 import torch
@@ -23,6 +24,9 @@ class Attention(nn.Module):
         proj_bias: bias on the output projection.
         softcap: tanh soft-capping of the logits, ``c·tanh(logits/c)`` before the softmax (VideoPrism, official
             ``videoprism/layers.py``: ``atten_logit_cap=50``); None = plain attention through SDPA.
+        qk_norm: a norm module factory applied to q and k over the full width D before the heads are split
+            (InternVideo2, official ``single_modality/models/internvideo2.py`` ``Attention``: ``q_norm``/``k_norm``
+            are ``norm_layer(dim)`` — RMSNorm eps 1e-6 — on ``q.flatten(-2)``, not per head); None = none.
     """
 
     def __init__(
@@ -32,6 +36,7 @@ class Attention(nn.Module):
         qkv_bias: QkvBias = "fused",
         proj_bias: bool = True,
         softcap: float | None = None,
+        qk_norm: Callable[[int], nn.Module] | None = None,
     ) -> None:
         super().__init__()
         if dim % num_heads:
@@ -48,6 +53,8 @@ class Attention(nn.Module):
             self.q_bias = self.v_bias = None
         self.proj = nn.Linear(dim, dim, bias=proj_bias)
         self.softcap = softcap
+        self.q_norm = qk_norm(dim) if qk_norm is not None else None
+        self.k_norm = qk_norm(dim) if qk_norm is not None else None
 
     def qkv_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """x [B,N,D] -> q, k, v each [B,heads,N,head_dim]."""
@@ -56,6 +63,9 @@ class Attention(nn.Module):
             bias = torch.cat((self.q_bias, torch.zeros_like(self.q_bias), self.v_bias))
         qkv = F.linear(x, self.qkv.weight, bias)
         b, n, _ = x.shape
+        if self.q_norm is not None:  # [B,N,3D]: normalise q and k over all heads together
+            q, k, v = qkv.chunk(3, dim=-1)
+            qkv = torch.cat((self.q_norm(q), self.k_norm(k), v), dim=-1)
         qkv = qkv.view(b, n, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return qkv[0], qkv[1], qkv[2]
 

@@ -76,6 +76,7 @@ class Block(nn.Module):
         layer_scale: initial LayerScale value, or None for none.
         act: MLP activation class (GELU; QuickGELU for OpenAI CLIP weights).
         attn_softcap: attention logit soft-cap (see :class:`Attention`), None for none.
+        qk_norm: normalise q and k with this block's norm kind (see :class:`Attention`; InternVideo2).
     """
 
     def __init__(
@@ -90,10 +91,12 @@ class Block(nn.Module):
         layer_scale: float | None = None,
         act: type[nn.Module] = nn.GELU,
         attn_softcap: float | None = None,
+        qk_norm: bool = False,
     ) -> None:
         super().__init__()
         self.norm1 = make_norm(norm, dim, norm_eps)
-        self.attn = Attention(dim, num_heads, qkv_bias, softcap=attn_softcap)
+        qk = (lambda d: make_norm(norm, d, norm_eps)) if qk_norm else None
+        self.attn = Attention(dim, num_heads, qkv_bias, softcap=attn_softcap, qk_norm=qk)
         self.norm2 = make_norm(norm, dim, norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), act)
         self.ls1 = LayerScale(dim, layer_scale) if layer_scale else nn.Identity()

@@ -120,3 +120,37 @@ class AttentionPool(nn.Module):
         if self.out_norm is not None:
             y = self.out_norm(y)
         return y
+
+
+class MeanQueryPool(nn.Module):
+    """One query, the mean of the tokens, attends over them: tokens [B,N,D] -> [B,out_dim] and the attention.
+
+    InternVideo2's ``clip_projector`` (official ``single_modality/models/internvideo2_pretrain.py``
+    ``AttentionPoolingBlock``; InternVL's pooler in ``models/internvl_clip_vision.py``): q = LN_q(mean(x)),
+    k = LN_k(x), v = LN_v(x), each through its own linear (with bias), single cross-attention, output projection
+    to ``out_dim``; LayerNorm eps 1e-5. The head-averaged attention of the query over the tokens is what the
+    official teacher hands to semantic masking (``attn[:, 0, 1:]``).
+
+    Args:
+        dim: token width D. num_heads: heads. out_dim: output width (768 in the 1B/6B models).
+    """
+
+    def __init__(self, dim: int, num_heads: int, out_dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"width {dim} is not divisible by {num_heads} heads")
+        self.num_heads = num_heads
+        self.norm1_q, self.norm1_k, self.norm1_v = (nn.LayerNorm(dim, eps=eps) for _ in range(3))
+        self.q, self.k, self.v = (nn.Linear(dim, dim) for _ in range(3))
+        self.proj = nn.Linear(dim, out_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B,N,D] -> (pooled [B,out_dim], attention [B,N] averaged over heads)."""
+        b, n, d = x.shape
+        h = self.num_heads
+        q = self.q(self.norm1_q(x.mean(1, keepdim=True))).view(b, 1, h, -1).transpose(1, 2)  # [B,h,1,hd]
+        k = self.k(self.norm1_k(x)).view(b, n, h, -1).transpose(1, 2)  # [B,h,N,hd]
+        v = self.v(self.norm1_v(x)).view(b, n, h, -1).transpose(1, 2)
+        attn = ((q.float() @ k.float().transpose(-1, -2)) * (d // h) ** -0.5).softmax(-1)  # [B,h,1,N]
+        out = (attn.to(v.dtype) @ v).transpose(1, 2).reshape(b, d)
+        return self.proj(out), attn.mean(1)[:, 0]

@@ -74,6 +74,11 @@ class EncoderConfig:
         docstring): ``depth`` spatial blocks then ``temporal_depth`` temporal blocks; needs ``pos_embed="learned"``
         and no class token.
     temporal_depth: blocks of the temporal stage (VideoPrism-B and -g: 4); unused in joint mode.
+    qk_norm: normalise q and k over the full width with the block norm (InternVideo2 1B/6B; see
+        :class:`~vidfm.layers.attention.Attention`).
+    pos_init: start of a ``learned`` table: ``"trunc_normal"`` (std 0.02) or ``"sincos_3d"`` (InternVideo2,
+        official ``models/internvideo2_pretrain.py`` ``init_pos_embed``: a trainable table filled with the 3-D
+        sincos table, the class-token row zero).
     """
 
     size: str = "T/16"
@@ -96,6 +101,8 @@ class EncoderConfig:
     attn_softcap: float | None = None
     space_time: Literal["joint", "factorized"] = "joint"
     temporal_depth: int = 4
+    qk_norm: bool = False
+    pos_init: Literal["trunc_normal", "sincos_3d"] = "trunc_normal"
 
     def dims(self) -> tuple[int, int, int, float, int]:
         width, depth, heads, mlp, patch = decode_size(self.size)
@@ -162,7 +169,13 @@ class VideoEncoder(nn.Module):
             nn.init.trunc_normal_(self.temporal_pos, std=0.02)
         elif cfg.pos_embed == "learned":
             self.pos_embed = nn.Parameter(torch.zeros(1, n, width))
-            nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            if cfg.pos_init == "sincos_3d":
+                with torch.no_grad():
+                    self.pos_embed.copy_(sincos_3d(self.grid, width)[None])
+            elif cfg.pos_init == "trunc_normal":
+                nn.init.trunc_normal_(self.pos_embed, std=0.02)
+            else:
+                raise ValueError(f"unknown pos_init {cfg.pos_init!r}; use 'trunc_normal' or 'sincos_3d'")
         elif cfg.pos_embed in ("sincos_1d", "sincos_3d", "sincos_3d_mvd"):
             # Fixed tables are recomputed, not stored: they are not in checkpoints (as official VideoMAE).
             self.register_buffer("pos_embed", self._sincos(self.grid)[None], persistent=False)
@@ -188,6 +201,7 @@ class VideoEncoder(nn.Module):
                 drop_path=rates[i],
                 layer_scale=cfg.layer_scale,
                 attn_softcap=cfg.attn_softcap,
+                qk_norm=cfg.qk_norm,
             )
             for i in range(depth)
         )

@@ -19,15 +19,24 @@ class AlignHead(nn.Module):
     Args:
         in_dim: student width. out_dim: teacher token width. eps: LayerNorm epsilon (1e-6: the official
             ``pretrain_umt_{base,large}_patch16_224`` pass ``norm_layer=partial(nn.LayerNorm, eps=1e-6)``, which
-            ``PretrainVisionTransformer`` hands to every ``Linear_Decoder``).
+            ``PretrainVisionTransformer`` hands to every ``Linear_Decoder``; InternVideo2's heads use 1e-5).
+        mlp: Linear -> GELU -> Linear instead of one Linear (InternVideo2's head for the video teacher,
+            official ``single_modality/models/internvideo2_pretrain.py`` ``MLP_Decoder``; hidden = in_dim).
     """
 
-    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-6) -> None:
+    def __init__(self, in_dim: int, out_dim: int, eps: float = 1e-6, mlp: bool = False) -> None:
         super().__init__()
-        self.fc = nn.Linear(in_dim, out_dim)
+        if mlp:
+            self.fc: nn.Module = nn.Sequential(
+                nn.Linear(in_dim, in_dim), nn.GELU(), nn.Linear(in_dim, out_dim)
+            )
+        else:
+            self.fc = nn.Linear(in_dim, out_dim)
         self.norm = nn.LayerNorm(out_dim, eps=eps)
-        nn.init.xavier_uniform_(self.fc.weight)
-        nn.init.zeros_(self.fc.bias)
+        for lin in self.fc.modules():
+            if isinstance(lin, nn.Linear):
+                nn.init.xavier_uniform_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.fc(x))

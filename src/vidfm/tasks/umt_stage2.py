@@ -146,8 +146,10 @@ class UMTStage2Task(UMTTask):
         t_emb: torch.Tensor,
         idx: torch.Tensor,
         generator: torch.Generator,
+        head: nn.Module | None = None,
     ) -> torch.Tensor:
-        """VTM on the batch: B positives, then a negative video per text and a negative text per video."""
+        """VTM on the batch: B positives, then a negative video per text and a negative text per video.
+        ``head``: the two-way head (``vtm_head`` when None; InternVideo2 has one per pairing)."""
         sim = similarity(v_emb.detach(), t_emb.detach(), self.temp.detach())  # [B,B] video -> text
         video_neg, text_neg = sample_negatives(sim, idx, generator, hard=self.hard_negatives)
         fused = self.decoder(
@@ -155,7 +157,7 @@ class UMTStage2Task(UMTTask):
             torch.cat([mask, mask, mask[text_neg]]),
             torch.cat([video, video[video_neg], video]),
         )
-        logits = self.vtm_head(fused[:, 0])  # [3B,2] from the [CLS] state
+        logits = (head or self.vtm_head)(fused[:, 0])  # [3B,2] from the [CLS] state
         b = video.shape[0]
         return matching_loss(logits[:b], logits[b:])
 

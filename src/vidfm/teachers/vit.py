@@ -46,6 +46,10 @@ class ViTTeacher(Teacher):
         layer: block whose output is the target (-1 = the last block).
         final_norm: apply the encoder's final norm to that output (False in MVD, see the module docstring).
         per_frame: encode each frame alone (image teacher); default: True for an image encoder.
+        layers: blocks (negative counts from the end) also returned in ``hidden`` (InternVideo2 aligns the
+            video teacher's last 4); the final norm, when ``final_norm``, touches only the last block's output
+            there, as official ``single_modality/models/videomae.py`` (``VisionTransformer.forward`` norms
+            after block ``depth - 1`` only). Empty: ``hidden`` stays empty.
     """
 
     def __init__(
@@ -57,10 +61,13 @@ class ViTTeacher(Teacher):
         layer: int = -1,
         final_norm: bool = False,
         per_frame: bool | None = None,
+        layers: tuple[int, ...] = (),
     ) -> None:
         super().__init__(size or encoder.cfg.img_size, mean, std)
-        if not -encoder.depth <= layer < encoder.depth:
-            raise ValueError(f"teacher layer {layer} out of range for a {encoder.depth}-block encoder")
+        for i in (layer, *layers):
+            if not -encoder.depth <= i < encoder.depth:
+                raise ValueError(f"teacher layer {i} out of range for a {encoder.depth}-block encoder")
+        self.layers = tuple(i % encoder.depth for i in layers)
         self.encoder = encoder
         self.layer = layer % encoder.depth
         self.final_norm = final_norm
@@ -76,18 +83,24 @@ class ViTTeacher(Teacher):
         """video [B,C,T,H,W], resized and normalised -> tokens [B, T'·h·w, D] on the teacher's grid."""
         b, _, t = video.shape[:3]
         x = video.transpose(1, 2).flatten(0, 1).unsqueeze(2) if self.per_frame else video  # [B·T,C,1,H,W]
-        out = self.encoder(x, return_layers=(self.layer,))
+        out = self.encoder(x, return_layers=(self.layer, *self.layers))
         tokens = out.hidden[self.layer]  # [B(·T), n, D] before the final norm
         if self.final_norm:
             tokens = self.encoder.norm(tokens)
+        last = self.encoder.depth - 1
+        hidden = {
+            i: self.encoder.norm(out.hidden[i]) if self.final_norm and i == last else out.hidden[i]
+            for i in self.layers
+        }
         pooled = out.cls if out.cls is not None else out.tokens.mean(1)  # [B(·T), D]
         if not self.per_frame:
-            return TeacherOutput(tokens=tokens, grid=out.grid, pooled=pooled)
+            return TeacherOutput(tokens=tokens, grid=out.grid, pooled=pooled, hidden=hidden)
         _, h, w = out.grid
         return TeacherOutput(
             tokens=tokens.reshape(b, t * h * w, -1),  # frame-major: (t, h, w) row-major
             grid=(t, h, w),
             pooled=pooled.view(b, t, -1).mean(1),  # the clip's embedding: mean over its frames
+            hidden={i: v.reshape(b, t * h * w, -1) for i, v in hidden.items()},
         )
 
 
@@ -129,14 +142,18 @@ def load_teacher(
     final_norm: bool = False,
     num_frames: int = 16,
     img_size: int = 224,
+    layers: tuple[int, ...] = (),
 ) -> ViTTeacher:
     """A frozen :class:`ViTTeacher` from ``path`` (see :func:`load_teacher_encoder`).
 
     ``kind``: ``"image"`` or ``"video"`` to check the source is what the recipe expects (None: take it as it
-    is). ``size``: input side (None = the teacher's own); ``layer``/``final_norm`` as :class:`ViTTeacher`.
+    is). ``size``: input side (None = the teacher's own); ``layer``/``final_norm``/``layers`` as
+    :class:`ViTTeacher`.
     """
     encoder, mean, std = load_teacher_encoder(path, num_frames=num_frames, img_size=img_size)
-    teacher = ViTTeacher(encoder, size=size, mean=mean, std=std, layer=layer, final_norm=final_norm)
+    teacher = ViTTeacher(
+        encoder, size=size, mean=mean, std=std, layer=layer, final_norm=final_norm, layers=layers
+    )
     if kind is not None and teacher.kind != kind:
         raise ValueError(
             f"{path} holds a {teacher.kind} encoder (tubelet {encoder.cfg.tubelet}, {encoder.cfg.num_frames} "

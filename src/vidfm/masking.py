@@ -7,6 +7,7 @@ index = t·H·W + h·W + w. All randomness comes from an explicit ``torch.Genera
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -145,6 +146,115 @@ def semantic_mask(
     is_masked.scatter_(1, visible, False)
     masked = is_masked.nonzero()[:, 1].view(batch, -1)  # row-major nonzero: sorted per sample
     return Mask(visible, masked)
+
+
+@dataclass
+class BlockMaskConfig:
+    """A V-JEPA multi-block mask: ``num_blocks`` 3-D blocks of one sampled size, their union masked.
+
+    spatial_scale: range of a block's area as a fraction of the H'×W' positions.
+    temporal_scale: range of a block's length as a fraction of the T' token frames.
+    aspect_ratio: range of the block's height / width.
+    Defaults are V-JEPA's short-range mask; :data:`LONG_RANGE` is the other one it trains with (official
+    ``configs/pretrain/vitl16.yaml``, ``mask``: 8 blocks at scale 0.15 and 2 at 0.7, both over the whole
+    clip, aspect 0.75–1.5; ``max_temporal_keep`` 1.0 and ``max_keep`` null, which vidfm does not implement).
+    """
+
+    num_blocks: int = 8
+    spatial_scale: tuple[float, float] = (0.15, 0.15)
+    temporal_scale: tuple[float, float] = (1.0, 1.0)
+    aspect_ratio: tuple[float, float] = (0.75, 1.5)
+
+
+SHORT_RANGE = BlockMaskConfig()
+LONG_RANGE = BlockMaskConfig(num_blocks=2, spatial_scale=(0.7, 0.7))
+
+
+def _uniform(bounds: tuple[float, float], generator: torch.Generator) -> float:
+    lo, hi = bounds
+    return lo + float(torch.rand(1, generator=generator, device=generator.device).item()) * (hi - lo)
+
+
+def block_size(
+    cfg: BlockMaskConfig, grid: tuple[int, int, int], generator: torch.Generator
+) -> tuple[int, int, int]:
+    """One (t, h, w) block size for a whole batch, as official V-JEPA ``src/masks/multiblock3d.py``
+    (``_sample_block_size``): t = max(1, ⌊T'·s_t⌋); area ⌊H'W'·s⌋; h = round(√(area·ar)), w = round(√(area/ar)),
+    each clipped to the grid."""
+    t_grid, h_grid, w_grid = grid
+    t = max(1, int(t_grid * _uniform(cfg.temporal_scale, generator)))
+    area = int(h_grid * w_grid * _uniform(cfg.spatial_scale, generator))
+    ratio = _uniform(cfg.aspect_ratio, generator)
+    h = min(int(round(math.sqrt(area * ratio))), h_grid)
+    w = min(int(round(math.sqrt(area / ratio))), w_grid)
+    return min(t, t_grid), max(h, 1), max(w, 1)
+
+
+def block_starts(
+    batch: int,
+    num_blocks: int,
+    size: tuple[int, int, int],
+    grid: tuple[int, int, int],
+    generator: torch.Generator,
+) -> torch.Tensor:
+    """[B, num_blocks, 3] uniformly random (t, h, w) corners of blocks of ``size`` that fit in ``grid``."""
+    highs = [g - s + 1 for g, s in zip(grid, size, strict=True)]
+    u = torch.rand(batch, num_blocks, 3, generator=generator, device=generator.device)
+    return (
+        (u * torch.tensor(highs, device=u.device)).long().clamp_max(torch.tensor(highs, device=u.device) - 1)
+    )
+
+
+def blocks_to_masked(
+    starts: torch.Tensor, size: tuple[int, int, int], grid: tuple[int, int, int]
+) -> torch.Tensor:
+    """starts [B,K,3], one block size -> [B,N] bool, True inside any block (the union), (t,h,w) row-major."""
+    inside = []
+    for axis, (length, extent) in enumerate(zip(size, grid, strict=True)):
+        pos = torch.arange(extent, device=starts.device)  # [extent]
+        lo = starts[..., axis : axis + 1]  # [B,K,1]
+        inside.append((pos >= lo) & (pos < lo + length))  # [B,K,extent]
+    t_in, h_in, w_in = inside
+    box = t_in[..., :, None, None] & h_in[..., None, :, None] & w_in[..., None, None, :]  # [B,K,T,H,W]
+    return box.any(dim=1).flatten(1)
+
+
+def multiblock_mask(
+    cfg: BlockMaskConfig,
+    batch: int,
+    grid: tuple[int, int, int],
+    generator: torch.Generator,
+    device: torch.device | str,
+) -> Mask:
+    """V-JEPA multi-block masking: the union of ``cfg.num_blocks`` blocks is masked, the rest is context.
+
+    As official ``src/masks/multiblock3d.py``: one block size per batch, block positions per sample, and a
+    sample whose blocks cover everything is drawn again. Samples differ in how much the blocks overlap, so the
+    context is cut to the smallest count in the batch by keeping each sample's first context tokens in
+    (t, h, w) order (the official ``[:min_keep_enc]``). The official code drops the cut tokens from both sets;
+    here they join ``masked`` (a :class:`Mask` partitions the clip), so a few more tokens are predicted.
+    """
+    device = torch.device(device)
+    size = block_size(cfg, grid, generator)
+    masked = blocks_to_masked(block_starts(batch, cfg.num_blocks, size, grid, generator), size, grid).to(
+        device
+    )
+    for _ in range(100):  # a sample with no context left is drawn again (rare: blocks rarely tile the clip)
+        empty = masked.all(dim=1)
+        if not bool(empty.any()):
+            break
+        redraw = blocks_to_masked(
+            block_starts(int(empty.sum()), cfg.num_blocks, size, grid, generator), size, grid
+        )
+        masked[empty] = redraw.to(device)
+    else:
+        raise ValueError(f"multi-block mask {cfg} covers the whole {grid} grid; use smaller blocks")
+    context = ~masked  # [B,N]
+    keep = int(context.sum(dim=1).min())
+    context &= context.cumsum(dim=1) <= keep  # the first ``keep`` context tokens of each sample
+    n = masked.shape[1]
+    visible = context.nonzero()[:, 1].view(batch, keep)  # row-major nonzero: sorted per sample
+    return Mask(visible, (~context).nonzero()[:, 1].view(batch, n - keep))
 
 
 def make_mask(

@@ -1,6 +1,8 @@
 """Shallow MAE-style decoder: encoder tokens + learnable mask tokens -> predictions at masked positions.
 
-Used by VideoMAE (normalised pixels) and MVD (teacher features, two decoders of equal shape). The layout
+Used by VideoMAE (normalised pixels), MVD (teacher features, two decoders of equal shape) and V-JEPA (the
+predictor of the target encoder's tokens: 3-D sincos positions, a biased input projection and one zero-init
+mask token per mask kind, as official V-JEPA ``src/models/predictor.py``). The layout
 follows official VideoMAE ``modeling_pretrain.py`` (``PretrainVisionTransformer``): a bias-free linear
 ``encoder_to_decoder``, fixed 1-D sincos position embeddings, the visible tokens first and the mask tokens
 after them, and the head applied to the mask tokens only.
@@ -10,13 +12,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
 
 from vidfm.layers.attention import QkvBias
 from vidfm.layers.block import Block
-from vidfm.layers.pos_embed import sincos_1d
+from vidfm.layers.pos_embed import sincos_1d, sincos_3d
 from vidfm.models.encoder import _init_weights, gather_tokens
 
 # Encoder size name -> (decoder width, heads). S/B/L/H from official VideoMAE ``modeling_pretrain.py``
@@ -36,7 +39,9 @@ class DecoderConfig:
     (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`; final_norm_eps: epsilon of the
     last norm when it differs from the blocks' (HF VideoMAE); in_bias: a bias on the input projection (off
     in VideoMAE's ``encoder_to_decoder``, on in MVD's ``down_img``/``down_vid``, official
-    ``modeling_student.py``)."""
+    ``modeling_student.py``, and in V-JEPA's ``predictor_embed``); pos_embed: the fixed position table;
+    mask_tokens: how many learned mask tokens (V-JEPA: one per mask kind, chosen by ``mask_index``);
+    zero_mask_token: start them at zero (V-JEPA ``zero_init_mask_tokens``) instead of N(0, 0.02²)."""
 
     depth: int = 4
     width: int | None = None
@@ -47,6 +52,9 @@ class DecoderConfig:
     final_norm_eps: float | None = None  # None = norm_eps; HF VideoMAE's decoder norm always uses 1e-5
     drop_path: float = 0.0
     in_bias: bool = False
+    pos_embed: Literal["sincos_1d", "sincos_3d"] = "sincos_1d"
+    mask_tokens: int = 1
+    zero_mask_token: bool = False
 
 
 def decoder_dims(cfg: DecoderConfig, encoder_size: str) -> tuple[int, int]:
@@ -82,9 +90,15 @@ class MaskedDecoder(nn.Module):
     ) -> None:
         super().__init__()
         self.grid = tuple(grid)
+        if cfg.mask_tokens < 1:
+            raise ValueError(f"DecoderConfig.mask_tokens must be >= 1, got {cfg.mask_tokens}")
         self.encoder_to_decoder = nn.Linear(in_dim, width, bias=cfg.in_bias)
-        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
-        self.register_buffer("pos_embed", sincos_1d(math.prod(grid), width)[None], persistent=False)
+        # [K,1,width]: with K = 1 the shape every VideoMAE/MVD checkpoint has.
+        self.mask_token = nn.Parameter(torch.zeros(cfg.mask_tokens, 1, width))
+        table = (
+            sincos_1d(math.prod(grid), width) if cfg.pos_embed == "sincos_1d" else sincos_3d(self.grid, width)
+        )
+        self.register_buffer("pos_embed", table[None], persistent=False)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(
             Block(width, heads, cfg.mlp_ratio, cfg.qkv_bias, "layernorm", cfg.norm_eps, drop_path=r)
@@ -93,22 +107,33 @@ class MaskedDecoder(nn.Module):
         self.norm = nn.LayerNorm(width, eps=cfg.final_norm_eps or cfg.norm_eps)
         self.head = nn.Linear(width, out_dim)
         self.apply(_init_weights)
-        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        if not cfg.zero_mask_token:
+            nn.init.trunc_normal_(self.mask_token, std=0.02)
 
     def no_weight_decay(self) -> set[str]:
         return {"mask_token"}
 
     def forward(
-        self, tokens: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor, all_slots: bool = False
+        self,
+        tokens: torch.Tensor,
+        visible: torch.Tensor,
+        masked: torch.Tensor,
+        all_slots: bool = False,
+        mask_index: int = 0,
     ) -> torch.Tensor:
         """tokens [B,Nv,Din] (encoder output at ``visible`` [B,Nv]); masked [B,Nm] -> [B,Nm,out_dim], or with
         ``all_slots`` [B,Nv+Nm,out_dim] for every slot, visible ones first (VideoPrism predicts all tokens).
-        Each token takes the position of its slot in ``visible``, whatever it holds (shuffled tokens too)."""
+        Each token takes the position of its slot in ``visible``, whatever it holds (shuffled tokens too).
+        ``mask_index`` picks the mask token (one per mask kind when ``cfg.mask_tokens`` > 1)."""
         b = tokens.shape[0]
         pos = self.pos_embed.to(tokens.dtype).expand(b, -1, -1)  # [B,N,Dd]
         pos_vis, pos_mask = gather_tokens(pos, visible), gather_tokens(pos, masked)
         x = torch.cat(
-            [self.encoder_to_decoder(tokens) + pos_vis, self.mask_token.to(tokens.dtype) + pos_mask], 1
+            [
+                self.encoder_to_decoder(tokens) + pos_vis,
+                self.mask_token[mask_index].to(tokens.dtype) + pos_mask,
+            ],
+            1,
         )
         for block in self.blocks:
             x = block(x)

@@ -21,6 +21,7 @@ RECIPES: dict[str, str] = {
     "umt_stage2": "vidfm.recipes.umt_stage2",
     "videoprism_stage1": "vidfm.recipes.videoprism",
     "videoprism_stage2": "vidfm.recipes.videoprism_stage2",
+    "vjepa": "vidfm.recipes.vjepa",
 }
 
 

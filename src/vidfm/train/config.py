@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from vidfm.train.distributed import ParallelMode
+from vidfm.train.ema import EMAConfig
 
 
 @dataclass
@@ -51,6 +52,7 @@ class TrainConfig:
     # Weights to start from when the run has no checkpoint yet: a `vidfm convert` folder, weights file or
     # run whose keys are the task's trainable state (e.g. an official MVD student with its decoders).
     init_from: str = ""
+    ema: EMAConfig | None = None  # a task submodule kept as the moving average of another (V-JEPA's target)
 
 
 def effective_lr(cfg: TrainConfig, world_size: int) -> float:

@@ -58,3 +58,19 @@ def constant_schedule(
     _check(total_steps, warmup_steps)
     body = np.full(total_steps - warmup_steps, value, dtype=np.float64)
     return _with_warmup(body, value, warmup_steps, warmup_start)
+
+
+def momentum_schedule(start: float, end: float, total_steps: int, horizon: float = 1.0) -> np.ndarray:
+    """EMA momentum per optimizer update, linear from ``start`` towards ``end`` over ``horizon × total_steps``.
+
+    As official V-JEPA ``app/vjepa/train.py`` (``momentum_scheduler``): update ``i`` (0-based) uses
+    ``start + i (end - start) / (total_steps · horizon)``; V-JEPA's ``ipe_scale`` 1.25 is ``horizon``, so a run
+    stops at 80 % of the ramp and the target never freezes (momentum 1).
+    """
+    _check(total_steps, 0)
+    if horizon <= 0:
+        raise ValueError(f"horizon must be > 0, got {horizon}")
+    if not (0.0 <= start <= 1.0 and 0.0 <= end <= 1.0):
+        raise ValueError(f"momentum must be in [0, 1], got start={start}, end={end}")
+    i = np.arange(total_steps, dtype=np.float64)
+    return start + i * (end - start) / (total_steps * horizon)

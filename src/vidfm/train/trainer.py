@@ -14,6 +14,10 @@ step calls: the task with activation checkpointing, regional compile and a DDP o
 :func:`vidfm.train.distributed.parallelize`. Checkpoints hold full (unsharded) tensors, so a run resumes
 under any world size and either wrapper.
 
+With ``cfg.ema`` set, one submodule of the task is a frozen exponential moving average of another (V-JEPA's
+target encoder): the trainer declares it frozen before building the optimizer and applies the update after
+every optimizer step (:mod:`vidfm.train.ema`); being model weights, it is checkpointed and resumed with them.
+
 Streaming datasets (``IterableDataset`` with ``plan(batch_size, rank, world_size)`` and
 ``set_epoch(epoch, start_batch)``, e.g. :class:`vidfm.data.shards.ShardDataset`) split and resume
 themselves. With ``teacher_cache`` set, each clip comes with one of its K cached augmented views: the
@@ -58,6 +62,7 @@ from vidfm.train.distributed import (
     shard_optimizer_state,
     total_grad_norm,
 )
+from vidfm.train.ema import EMA
 from vidfm.train.optim import build_optimizer, frozen_prefixes, param_groups, set_lr_wd
 from vidfm.train.samplers import EpochDataset, EpochSampler, StreamOrder
 from vidfm.train.schedule import cosine_schedule
@@ -67,7 +72,9 @@ from vidfm.utils import log, make_generator
 # task generator's sequence.
 _GLOBAL_RNG_STREAM = 0x5EED
 # Record keys the trainer owns; a task part with one of these names would overwrite a metric.
-_RESERVED = frozenset("step lr wd grad_norm clips_per_s data_wait_frac time epoch skipped ok".split())
+_RESERVED = frozenset(
+    "step lr wd momentum grad_norm clips_per_s data_wait_frac time epoch skipped ok".split()
+)
 
 
 class TrainingError(RuntimeError):
@@ -131,6 +138,8 @@ class Trainer:
             cache.attach(task)
         self.task = task.to(self.device)
         self._freeze()
+        # Before the optimizer is built: the EMA target is frozen by declaration, not by its name.
+        self.ema = EMA(self.task, cfg.ema, cfg.steps) if cfg.ema is not None else None
         self._ckpt = latest_checkpoint(self.run_dir)
         if self._ckpt is not None and not cfg.resume:
             log.warning("%s has checkpoints but resume is off: starting from step 0", self.run_dir)
@@ -359,6 +368,8 @@ class Trainer:
             if cfg.clip_grad is not None:
                 torch.nn.utils.clip_grads_with_norm_(self._params, cfg.clip_grad, norm)
             self.optimizer.step()
+            if self.ema is not None:  # the target follows the weights just updated (V-JEPA's order)
+                self.ema.update(i)
         self.optimizer.zero_grad(set_to_none=True)
         return sums, wait
 
@@ -416,6 +427,7 @@ class Trainer:
         record.update(
             lr=float(self.lr[i]),
             wd=float(self.wd[i]),
+            **({"momentum": float(self.ema.momentum[i])} if self.ema is not None else {}),
             clips_per_s=steps * global_batch / max(step_time, 1e-9),
             data_wait_frac=wait / max(step_time, 1e-9),
             epoch=self.epoch,

@@ -160,3 +160,13 @@ def probe_run(
     result = probe_encoder(encoder, cfg, manifest, workers, device)
     cache.write_text(json.dumps(result) + "\n")
     return result
+
+
+def digits_manifest(out: Path, given: str | None, clips: int, seed: int) -> Path:
+    """``given`` if set, else ``out/digits-motion/manifest.csv``, written (``clips`` clips) when missing."""
+    from vidfm.data.digits import make_digits_motion
+
+    manifest = Path(given) if given else out / "digits-motion" / "manifest.csv"
+    if not manifest.exists():
+        make_digits_motion(manifest.parent, n=clips, seed=seed, workers=1)
+    return manifest

@@ -30,10 +30,10 @@ import time
 from pathlib import Path
 
 import torch
+from common import digits_manifest
 
 from vidfm.config import apply_overrides
 from vidfm.data.config import DataConfig, build_dataset
-from vidfm.data.digits import make_digits_motion
 from vidfm.eval.attentive import AttentiveConfig, attentive_probe, extract_tokens
 from vidfm.eval.baselines import extract_trivial
 from vidfm.eval.probes import linear_probe
@@ -132,9 +132,7 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
     out, device = Path(args.out), default_device()
-    manifest = Path(args.manifest) if args.manifest else out / "digits-motion" / "manifest.csv"
-    if not manifest.exists():
-        make_digits_motion(manifest.parent, n=args.clips, seed=args.seed, workers=1)
+    manifest = digits_manifest(out, args.manifest, args.clips, args.seed)
     common = [
         f"data.manifest={manifest}",
         f"train.workers={args.workers}",

@@ -1,41 +1,27 @@
 """The VideoMAE recipe end to end on a tiny real digits-motion set: steps run, the loss learns, resume repeats."""
 
-import dataclasses
 import json
 
 import pytest
 import torch
+from tiny_clips import CLIPS_32, small_run
 
 from vidfm.config import apply_overrides
 from vidfm.masking import tube_mask
 from vidfm.recipes.videomae import tiny
 from vidfm.train.pretrain import pretrain
 
-SMALL = [
-    "encoder.img_size=32",
-    "encoder.num_frames=8",
-    "augment.size=32",
-    "data.num_frames=8",
-    "data.short_side=32",
-    "train.batch_size=4",
-    "train.workers=0",
-    "train.progress=false",
-    "train.log_every=1",
+RECIPE = [
     "train.lr=1e-3",
     "train.warmup_steps=1",
 ]
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    from vidfm.data.digits import make_digits_motion
-
-    return make_digits_motion(tmp_path_factory.mktemp("dm"), n=40, num_frames=8, size=32, seed=3)
+SMALL = [*CLIPS_32, *RECIPE]
 
 
 def small_cfg(manifest, steps: int):
-    cfg = apply_overrides(tiny(), SMALL + [f"train.steps={steps}", "train.ckpt_every=3"])
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(manifest)))
+    return small_run(tiny(), manifest, steps, RECIPE)
 
 
 def losses(run_dir) -> list[float]:

@@ -1,13 +1,13 @@
 """V-JEPA end to end on a tiny digits-motion set: the EMA target never gets gradients and follows the rule
 exactly inside the trainer, and a killed run resumes with the target restored bit-identically."""
 
-import dataclasses
 import json
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_clips import CLIPS_32, small_run
 
 from vidfm.config import apply_overrides
 from vidfm.recipes.vjepa import tiny
@@ -16,31 +16,17 @@ from vidfm.train.ema import EMA, EMAConfig
 from vidfm.train.pretrain import pretrain
 from vidfm.train.schedule import momentum_schedule
 
-SMALL = [
-    "encoder.img_size=32",
-    "encoder.num_frames=8",
-    "augment.size=32",
-    "data.num_frames=8",
-    "data.short_side=32",
-    "train.batch_size=4",
-    "train.workers=0",
-    "train.progress=false",
-    "train.log_every=1",
+RECIPE = [
     "train.warmup_steps=1",
     "train.ema.momentum=0.9",  # far from 1, so an update that is skipped or doubled shows
 ]
 
 
-@pytest.fixture(scope="module")
-def manifest(tmp_path_factory):
-    from vidfm.data.digits import make_digits_motion
-
-    return make_digits_motion(tmp_path_factory.mktemp("dm"), n=40, num_frames=8, size=32, seed=3)
+SMALL = [*CLIPS_32, *RECIPE]
 
 
 def small_cfg(manifest, steps: int):
-    cfg = apply_overrides(tiny(), SMALL + [f"train.steps={steps}", "train.ckpt_every=3"])
-    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, manifest=str(manifest)))
+    return small_run(tiny(), manifest, steps, RECIPE)
 
 
 def params(module: torch.nn.Module) -> dict[str, torch.Tensor]:

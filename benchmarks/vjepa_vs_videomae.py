@@ -114,7 +114,7 @@ def probe_rows(
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/vjepa_bench")
-    p.add_argument("--clips", type=int, default=1000, help="digits-motion clips (80 % train)")
+    p.add_argument("--clips", type=int, default=1000, help="digits-motion clips (80%% train)")
     p.add_argument(
         "--manifest", default=None, help="an existing digits-motion manifest (default: made in --out)"
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import time
 from pathlib import Path
 
@@ -78,19 +79,24 @@ def train(name: str, spec: str, steps: int, common: list[str], out: Path) -> dic
     return record
 
 
-def decoded(data: DataConfig, size: int) -> dict[str, list[dict]]:
-    """Every clip of the train and test splits, decoded once (centred test clip, square crop)."""
+def decoded(data: DataConfig, size: int, cache: Path) -> dict[str, list[dict]]:
+    """Every clip of the train and test splits (centred test clip, square crop), decoded once into ``cache``
+    and read from there by every later probe phase."""
+    if cache.exists():
+        return torch.load(cache, weights_only=False)
     data = dataclasses.replace(data, short_side=size)
     out = {}
     for split in ("train", "test"):
         ds = build_dataset(data, seed=0, split=split, views=1, train=False, crop_square=True)
         out[split] = [ds[i] for i in range(len(ds))]
+    tmp = cache.with_suffix(f".tmp{os.getpid()}")
+    torch.save(out, tmp)
+    os.replace(tmp, cache)  # atomic: phases in other processes read a complete file or decode themselves
     return out
 
 
-def probe_rows(
-    name: str, cost: dict, encoder, augment, sets: dict, labels: dict, att: AttentiveConfig, device
-) -> list:  # noqa: ANN001
+def probe_rows(name: str, cost: dict, encoder, augment, sets: dict, labels: dict, att, device) -> list:  # noqa: ANN001
+    """Linear and attentive top-1 of a frozen encoder on every (data set, label)."""
     rows = []
     for data_name, clips in sets.items():
         tok = {s: extract_tokens(encoder, clips[s], augment, device=device, progress=False) for s in clips}
@@ -98,20 +104,32 @@ def probe_rows(
         for label in labels[data_name]:
             lin = linear_probe(tr.pooled, tr.labels[label], te.pooled, te.labels[label]).top1
             a = attentive_probe(tr.x, tr.labels[label], te.x, te.labels[label], att, device=device)
-            rows.append(
-                [
-                    name,
-                    cost.get("steps", 0),
-                    cost.get("wall", "-"),
-                    cost.get("cpu", "-"),
-                    data_name,
-                    label,
-                    lin,
-                    a.top1,
-                ]
-            )
+            rows.append([name, cost["steps"], cost["wall"], cost["cpu"], data_name, label, lin, a.top1])
             print(markdown_table(HEADER, rows[-1:]).splitlines()[-1], f"({a.detail})", flush=True)
     return rows
+
+
+def baseline_rows(sets: dict, labels: dict) -> list:
+    """The trivial baseline: linear only (there are no tokens to attend over)."""
+    rows = []
+    for data_name, clips in sets.items():
+        feats = {s: extract_trivial(clips[s], progress=False) for s in clips}
+        for label in labels[data_name]:
+            tr, te = feats["train"], feats["test"]
+            lin = linear_probe(tr.x, tr.labels[label], te.x, te.labels[label]).top1
+            rows.append(["trivial baseline", "-", "-", "-", data_name, label, lin, "n/a"])
+    return rows
+
+
+# Phases in order; each keeps its result in --out and is skipped when done.
+TRAIN = ["videomae", "vjepa", "vjepa_time"]
+PROBE = ["baseline", "random", "probe_videomae", "probe_vjepa", "probe_vjepa_time"]
+ENCODERS = {  # probe phase -> (row name, run folder, random init)
+    "random": ("random init", "videomae", True),
+    "probe_videomae": ("VideoMAE", "videomae", False),
+    "probe_vjepa": ("V-JEPA (equal steps)", "vjepa", False),
+    "probe_vjepa_time": ("V-JEPA (equal time)", "vjepa_time", False),
+}
 
 
 def main() -> None:
@@ -134,9 +152,9 @@ def main() -> None:
     p.add_argument("--attentive-epochs", type=int, default=10)
     p.add_argument(
         "--only",
-        choices=["videomae", "vjepa", "train", "probe"],
+        choices=[*TRAIN, *PROBE, "report"],
         default=None,
-        help="one phase (e.g. the two equal-step runs in two processes); default: all in order",
+        help="one phase (phases in separate processes run side by side); default: all in order",
     )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
@@ -151,54 +169,49 @@ def main() -> None:
         "train.ckpt_every=0",
         "train.log_every=10",
     ]
-    if args.only in (None, "videomae", "train"):
-        train("videomae", "videomae:tiny", args.steps, common, out)
-    if args.only in (None, "vjepa", "train"):
-        train("vjepa", "vjepa:tiny", args.steps, common, out)
-    if args.only in ("videomae", "vjepa"):
-        return
-    vmae, vj = (json.loads((out / n / "cost.json").read_text()) for n in ("videomae", "vjepa"))
-    # Equal time: the V-JEPA steps that fit in VideoMAE's training time at V-JEPA's measured step time.
-    key = f"{args.match}_s"
-    time_steps = max(1, round(args.steps * vmae[key] / vj[key]))
-    vj_time = train("vjepa_time", "vjepa:tiny", time_steps, common, out)
-    if args.only == "train":
-        return
+    phases = [args.only] if args.only else [*TRAIN, *PROBE, "report"]
+    for phase in [ph for ph in phases if ph in TRAIN]:
+        if phase == "vjepa_time":
+            vmae, vj = (json.loads((out / n / "cost.json").read_text()) for n in ("videomae", "vjepa"))
+            # Equal time: the V-JEPA steps that fit in VideoMAE's training time at V-JEPA's measured step time.
+            steps = max(1, round(args.steps * vmae[f"{args.match}_s"] / vj[f"{args.match}_s"]))
+        else:
+            steps = args.steps
+        train(phase, "vjepa:tiny" if phase.startswith("vjepa") else "videomae:tiny", steps, common, out)
 
     cfg = get_recipe("videomae:tiny")
     data = dataclasses.replace(cfg.data, manifest=str(manifest))
-    sets = {"digits-motion": decoded(data, cfg.augment.size)}
-    labels = {"digits-motion": ["digit", "motion"]}
-    if args.surv:
-        sets["surv_fight"] = decoded(dataclasses.replace(data, manifest=args.surv), cfg.augment.size)
-        labels["surv_fight"] = ["label"]
-    att = AttentiveConfig(epochs=args.attentive_epochs, seed=args.seed)
-    rows = []
-    for data_name, clips in sets.items():  # the trivial baseline: linear only (no tokens to attend over)
-        feats = {s: extract_trivial(clips[s], progress=False) for s in clips}
-        for label in labels[data_name]:
-            lin = linear_probe(
-                feats["train"].x, feats["train"].labels[label], feats["test"].x, feats["test"].labels[label]
+    (out / "probes").mkdir(parents=True, exist_ok=True)
+    labels = {"digits-motion": ["digit", "motion"], **({"surv_fight": ["label"]} if args.surv else {})}
+    for phase in [ph for ph in phases if ph in PROBE]:
+        result = out / "probes" / f"{phase}.json"
+        if result.exists():
+            continue
+        sets = {"digits-motion": decoded(data, cfg.augment.size, out / "digits_clips.pt")}
+        if args.surv:
+            surv = dataclasses.replace(data, manifest=args.surv)
+            sets["surv_fight"] = decoded(surv, cfg.augment.size, out / "surv_clips.pt")
+        if phase == "baseline":
+            rows = baseline_rows(sets, labels)
+        else:
+            name, run, random_init = ENCODERS[phase]
+            encoder, run_cfg = load_run_encoder(out / run, random_init=random_init, seed=args.seed)
+            c = {} if random_init else json.loads((out / run / "cost.json").read_text())
+            cost = {
+                "steps": c.get("steps", 0),
+                "wall": round(c.get("wall_s", 0)),
+                "cpu": round(c.get("cpu_s", 0)),
+            }
+            att = AttentiveConfig(epochs=args.attentive_epochs, seed=args.seed)
+            rows = probe_rows(
+                name, cost, encoder.to(device).eval(), run_cfg.augment, sets, labels, att, device
             )
-            rows.append(["trivial baseline", "-", "-", "-", data_name, label, lin.top1, "n/a"])
-    encoders = [
-        ("random init", out / "videomae", True, {}),
-        ("VideoMAE", out / "videomae", False, vmae),
-        ("V-JEPA (equal steps)", out / "vjepa", False, vj),
-        ("V-JEPA (equal time)", out / "vjepa_time", False, vj_time),
-    ]
-    for name, run, random_init, cost in encoders:
-        encoder, run_cfg = load_run_encoder(run, random_init=random_init, seed=args.seed)
-        cost = {
-            "steps": cost.get("steps", 0),
-            "wall": round(cost.get("wall_s", 0)),
-            "cpu": round(cost.get("cpu_s", 0)),
-        }
-        rows += probe_rows(name, cost, encoder.to(device).eval(), run_cfg.augment, sets, labels, att, device)
-    table = markdown_table(HEADER, rows)
-    (out / "results.md").write_text(table + "\n")
-    tests = ", ".join(f"{k} {len(v['test'])}" for k, v in sets.items())
-    print(f"\n{table}\n\ndevice: {device}; torch threads {torch.get_num_threads()}; test clips: {tests}")
+        result.write_text(json.dumps(rows))
+    if "report" in phases:
+        rows = [r for ph in PROBE for r in json.loads((out / "probes" / f"{ph}.json").read_text())]
+        table = markdown_table(HEADER, rows)
+        (out / "results.md").write_text(table + "\n")
+        print(f"\n{table}\n\ndevice: {device}; torch threads {torch.get_num_threads()}")
 
 
 if __name__ == "__main__":

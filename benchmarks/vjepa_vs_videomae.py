@@ -21,7 +21,8 @@ done, so an interrupted run continues. Not run by CI. The run in docs/vjepa.md:
     OMP_NUM_THREADS=1 python benchmarks/vjepa_vs_videomae.py --out runs/vjepa_bench --clips 1000 --steps 150
 
 GPU (prepared, not measured here): ``python benchmarks/vjepa_vs_videomae.py --out runs/vjepa_gpu --clips 3000
---steps 2000 --workers 8 --attentive-epochs 20`` (the trainer and the probes use CUDA when present).
+--steps 2000 --workers 8 --attentive-epochs 20 --match wall`` (the trainer and the probes use CUDA when present;
+``--match wall`` because process CPU time does not count GPU work).
 """
 
 from __future__ import annotations

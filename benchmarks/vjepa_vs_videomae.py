@@ -141,6 +141,13 @@ def main() -> None:
         "--manifest", default=None, help="an existing digits-motion manifest (default: made in --out)"
     )
     p.add_argument("--surv", default=str(SURV), help="surv_fight manifest ('' to skip)")
+    p.add_argument(
+        "--sets",
+        nargs="+",
+        choices=["digits-motion", "surv_fight"],
+        default=["digits-motion", "surv_fight"],
+        help="data sets a probe phase covers (one phase can run as one process per set)",
+    )
     p.add_argument("--steps", type=int, default=150)
     p.add_argument("--workers", type=int, default=0, help="decoding processes while training")
     p.add_argument(
@@ -183,13 +190,16 @@ def main() -> None:
     cfg = get_recipe("videomae:tiny")
     data = dataclasses.replace(cfg.data, manifest=str(manifest))
     (out / "probes").mkdir(parents=True, exist_ok=True)
-    labels = {"digits-motion": ["digit", "motion"], **({"surv_fight": ["label"]} if args.surv else {})}
+    names = [n for n in args.sets if args.surv or n != "surv_fight"]
+    labels = {n: {"digits-motion": ["digit", "motion"], "surv_fight": ["label"]}[n] for n in names}
     for phase in [ph for ph in phases if ph in PROBE]:
-        result = out / "probes" / f"{phase}.json"
+        result = out / "probes" / f"{phase}.{'+'.join(names)}.json"
         if result.exists():
             continue
-        sets = {"digits-motion": decoded(data, cfg.augment.size, out / "digits_clips.pt")}
-        if args.surv:
+        sets = {}
+        if "digits-motion" in names:
+            sets["digits-motion"] = decoded(data, cfg.augment.size, out / "digits_clips.pt")
+        if "surv_fight" in names:
             surv = dataclasses.replace(data, manifest=args.surv)
             sets["surv_fight"] = decoded(surv, cfg.augment.size, out / "surv_clips.pt")
         if phase == "baseline":
@@ -209,7 +219,12 @@ def main() -> None:
             )
         result.write_text(json.dumps(rows))
     if "report" in phases:
-        rows = [r for ph in PROBE for r in json.loads((out / "probes" / f"{ph}.json").read_text())]
+        rows = [
+            r
+            for ph in PROBE
+            for f in sorted((out / "probes").glob(f"{ph}.*json"))
+            for r in json.loads(f.read_text())
+        ]
         table = markdown_table(HEADER, rows)
         (out / "results.md").write_text(table + "\n")
         print(f"\n{table}\n\ndevice: {device}; torch threads {torch.get_num_threads()}")

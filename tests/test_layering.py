@@ -15,7 +15,10 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (0, ("vidfm", "vidfm.utils", "vidfm.io", "vidfm.config")),
     (1, ("vidfm.train", "vidfm.train.config", "vidfm.train.distributed", "vidfm.train.checkpoint")),
-    (1, ("vidfm.train.optim", "vidfm.train.schedule", "vidfm.layers.frozen")),  # frozen: imports only torch
+    (
+        1,
+        ("vidfm.train.optim", "vidfm.train.schedule", "vidfm.train.ema", "vidfm.layers.frozen"),
+    ),  # frozen: imports only torch
     (2, ("vidfm.data", "vidfm.layers", "vidfm.masking", "vidfm.objectives")),
     (3, ("vidfm.models",)),
     (4, ("vidfm.convert",)),

@@ -29,16 +29,18 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.masking import LONG_RANGE, SHORT_RANGE, BlockMaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
+from vidfm.teachers.targets import LIVE, TargetSource
+from vidfm.train.config import TrainConfig
 from vidfm.train.ema import EMAConfig
-from vidfm.train.trainer import TrainConfig
 
 # Official ``configs/pretrain/vitl16.yaml``: optimization.ema [0.998, 1.0], ipe_scale 1.25.
 _EMA = EMAConfig(source="context_encoder", target="encoder", momentum=0.998, momentum_end=1.0, horizon=1.25)
 
 
 @dataclass
-class VJEPARecipe:
+class VJEPARecipe(Recipe):
     """Everything one V-JEPA run needs; written to ``RUN/config.yaml``. ``train.ema`` names the target."""
 
     recipe: str = "vjepa"
@@ -77,7 +79,8 @@ class VJEPARecipe:
     )
     loss_exp: float = 1.0
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
+        """No teacher: the targets come from the task's own EMA encoder, so ``targets`` is unused."""
         from vidfm.tasks.vjepa import VJEPATask
 
         if self.train.ema is None or (self.train.ema.source, self.train.ema.target) != (

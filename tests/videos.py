@@ -25,6 +25,7 @@ def encode_video(
     rotation: int | None = None,
     pts: Sequence[int] | None = None,
     time_base: Fraction | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Encode ``frames`` (uint8 ``[T, H, W, 3]`` RGB) to ``path``; the container follows the suffix.
 
@@ -39,6 +40,7 @@ def encode_video(
             (FFmpeg ``AV_PKT_DATA_DISPLAYMATRIX``), as read back by ``VideoFrame.rotation``.
         pts: explicit presentation timestamps (in ``time_base`` units) for variable frame rate.
         time_base: time base for ``pts`` (default ``1/(fps*100)`` when ``pts`` is given, else ``1/fps``).
+        metadata: container tags, e.g. ``{"title": "..."}``.
     """
     frames = np.asarray(frames)
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
@@ -49,6 +51,7 @@ def encode_video(
     if time_base is None:
         time_base = Fraction(1, fps * 100) if pts is not None else Fraction(1, fps)
     with av.open(str(path), mode="w") as container:
+        container.metadata.update(metadata or {})
         stream = container.add_stream(codec, rate=fps, options=dict(options or {}))
         stream.width, stream.height = frames.shape[2], frames.shape[1]
         stream.pix_fmt = pix_fmt

@@ -178,6 +178,42 @@ def test_damaged_files_are_reported(tmp_path):
             r.read(range(40))
 
 
+def test_odd_files_are_reported_with_their_reason(tmp_path):
+    """Files a loader meets in the wild: each is a VideoDecodeError with a reason, never another exception."""
+    data = encode_video(tmp_path / "ok.mp4", moving_square(8), 25, "libx264").read_bytes()
+    (tmp_path / "nocodec.mp4").write_bytes(data.replace(b"avc1", b"zzzz"))  # a codec id FFmpeg cannot decode
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mkv").write_text("not a video\n" * 40)
+    (tmp_path / "folder.mp4").mkdir()
+    reasons = {
+        "nocodec.mp4": "no decoder for its video stream",
+        "empty.mp4": "cannot open",
+        "text.mkv": "cannot open",
+        "folder.mp4": "file not found",
+    }
+    for name, reason in reasons.items():
+        with pytest.raises(VideoDecodeError, match=reason):
+            probe(tmp_path / name)
+        with pytest.raises(VideoDecodeError, match=reason):
+            check_decode(tmp_path / name)
+
+
+def test_tags_that_are_not_utf8_do_not_stop_decoding(tmp_path):
+    """Latin-1 container tags: PyAV < 19 needs ``metadata_errors="ignore"`` to open the file, PyAV 19 has no
+    such argument (its tags decode with "surrogateescape"); both must read it, whichever is installed."""
+    for suffix in ("mp4", "mkv"):
+        path = encode_video(
+            tmp_path / f"tags.{suffix}", moving_square(8), metadata={"title": "VIDFM-TAG" * 2}
+        )
+        data = path.read_bytes()
+        assert data.count(b"VIDFM-TAG" * 2) == 1
+        path.write_bytes(data.replace(b"VIDFM-TAG" * 2, b"\xe9t\xe9" * 6))  # same length: atoms stay valid
+        info = probe(path)
+        assert (info.codec, info.num_frames) == ("h264", 8), av.__version__
+        with VideoReader(path) as r:
+            assert r.read([0, 7]).shape == (2, 64, 64, 3)
+
+
 @pytest.mark.parametrize("rotation", [90, 180, 270])
 def test_rotation_metadata_turns_frames_upright(tmp_path, rotation):
     src = moving_square(6, 64)[:, :48]  # [T, 48, 64, 3]: not square, so the shape shows the turn

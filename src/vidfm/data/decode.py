@@ -36,6 +36,10 @@ _MB = 16  # macroblock size of the motion-vector grid
 # PyAV >= 14 lets the caller size swscale's thread pool (``reformat(threads=...)``); older wheels scale in
 # the calling thread. Read from the signature line of the docstring (a Cython function has no signature).
 _RESIZE_THREADS = "threads" in (av.video.reformatter.VideoReformatter.reformat.__doc__ or "").split("\n")[0]
+# PyAV < 19 decodes container metadata strictly unless told to ignore bad bytes (a file with Latin-1 tags
+# then fails to open with UnicodeDecodeError); PyAV 19 removed the argument and always decodes with
+# "surrogateescape" (av/utils.py ``_decode``), which never raises.
+_OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
 
 
 class VideoDecodeError(RuntimeError):
@@ -115,18 +119,25 @@ def _open(
     if not Path(path).is_file():
         raise VideoDecodeError(path, "file not found")
     try:
-        container = av.open(path, metadata_errors="ignore")
+        container = av.open(path, **_OPEN_OPTIONS)
     except (av.error.FFmpegError, OSError, UnicodeDecodeError) as e:
         raise VideoDecodeError(path, f"cannot open: {e}") from e
     if not container.streams.video:
         container.close()
         raise VideoDecodeError(path, "no video stream")
     stream = container.streams.video[0]
-    # "AUTO" = frame + slice threads: pixels are bit-exact with single-threaded decoding.
-    stream.thread_type = thread_type
-    stream.codec_context.thread_count = threads
-    if codec_options:
-        stream.codec_context.options = dict(codec_options)
+    if stream.codec_context is None:  # PyAV 19: a codec id FFmpeg has no decoder for (often a damaged header)
+        container.close()
+        raise VideoDecodeError(path, "no decoder for its video stream (unknown or damaged codec id)")
+    try:
+        # "AUTO" = frame + slice threads: pixels are bit-exact with single-threaded decoding.
+        stream.thread_type = thread_type
+        stream.codec_context.thread_count = threads
+        if codec_options:
+            stream.codec_context.options = dict(codec_options)
+    except (av.error.FFmpegError, ValueError) as e:
+        container.close()
+        raise VideoDecodeError(path, f"cannot set up its decoder: {e}") from e
     return container, stream
 
 
@@ -268,7 +279,7 @@ class VideoReader:
         if len(indices) == 0:
             w, h = self._output_size()
             return np.empty((0, w, h, 3) if self.info.rotation % 180 else (0, h, w, 3), np.uint8)
-        return self.gather(indices, self._to_rgb, np.stack)
+        return self.gather(indices, self._to_rgb, self._stack)
 
     def gather(
         self,
@@ -419,6 +430,12 @@ class VideoReader:
             return w, h
         scale = self._short_side / min(h, w)
         return max(1, round(w * scale)), max(1, round(h * scale))
+
+    def _stack(self, frames: list[np.ndarray]) -> np.ndarray:
+        shapes = sorted({f.shape for f in frames})
+        if len(shapes) > 1:  # frames are resized to one size, so only a rotation change can do this
+            raise VideoDecodeError(self.path, f"the display rotation changes mid-stream (frames {shapes})")
+        return np.stack(frames)
 
     def _to_rgb(self, frame: Any) -> np.ndarray:
         w, h = self._output_size()

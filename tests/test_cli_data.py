@@ -54,12 +54,12 @@ def test_inspect_single_files_and_manifests(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing.mp4: file not found" in out and out.rstrip().endswith("2 of 2 files failed")
     assert main(["data", "inspect", str(tmp_path / "nothing")]) == 2
-    assert "does not exist" in capsys.readouterr().out
+    assert f"vidfm data inspect: error: {tmp_path / 'nothing'} does not exist\n" == capsys.readouterr().err
     bad_manifest = tmp_path / "bad.csv"
     bad_manifest.write_text("file,label\na.mp4,x\n")
     assert main(["data", "inspect", str(bad_manifest)]) == 2
     out, err = capsys.readouterr()
-    assert "'path' column" in out and "Traceback" not in out + err
+    assert "'path' column" in err and "Traceback" not in out + err
 
 
 def test_data_digits_then_inspect(tmp_path, capsys):

@@ -38,7 +38,7 @@ def test_overrides_are_typed_and_nested():
 def test_optional_and_errors():
     assert apply_overrides(Outer(), ["inner.scale=0.5"]).inner.scale == 0.5
     assert apply_overrides(Outer(inner=Inner(scale=1.0)), ["inner.scale=none"]).inner.scale is None
-    with pytest.raises(KeyError, match="no field 'dpeth'"):
+    with pytest.raises(KeyError, match="unknown key inner.dpeth; did you mean inner.depth?"):
         apply_overrides(Outer(), ["inner.dpeth=2"])
     with pytest.raises(ValueError):
         apply_overrides(Outer(), ["inner.depth=2.5"])

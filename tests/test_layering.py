@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # (rank, module prefixes): a module's rank is that of its longest matching prefix.
 LAYERS: list[tuple[int, tuple[str, ...]]] = [
-    (0, ("vidfm", "vidfm.utils", "vidfm.io", "vidfm.config")),
+    (0, ("vidfm", "vidfm.utils", "vidfm.io", "vidfm.config", "vidfm.errors")),
     (1, ("vidfm.train", "vidfm.train.config", "vidfm.train.distributed", "vidfm.train.checkpoint")),
     (
         1,

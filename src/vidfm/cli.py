@@ -1,4 +1,10 @@
-"""The ``vidfm`` command line. Subcommands live in :mod:`vidfm.commands`, one module each."""
+"""The ``vidfm`` command line. Subcommands live in :mod:`vidfm.commands`, one module each.
+
+One error path: a :class:`vidfm.errors.UserError` (a wrong name, value, path or file) is printed as one
+line ``vidfm COMMAND: error: ...`` and the exit code is 2, as for argparse's own usage errors; any other
+exception is a bug and keeps its traceback (exit 1). ``--debug``, anywhere on the line, prints the traceback
+of user errors too and turns on debug logging.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train, distil, evaluate and serve video foundation encoders.",
     )
     parser.add_argument("--version", action="version", version=f"vidfm {__version__}")
+    parser.add_argument(
+        "--debug",
+        action="store_true",
+        help="tracebacks for every error and debug logging (anywhere on the line)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
@@ -35,9 +46,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+    import traceback
+
+    from vidfm.errors import UserError, one_line
     from vidfm.utils import setup_logging
 
-    setup_logging()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # --debug is accepted after the subcommand too: taken out before argparse sees the line.
+    head = argv[: argv.index("--")] if "--" in argv else argv
+    debug = "--debug" in head
+    if debug:
+        argv.remove("--debug")
+    setup_logging(logging.DEBUG if debug else logging.INFO)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
@@ -48,6 +69,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except UserError as exc:
+        if debug:
+            traceback.print_exc()
+        # "vidfm data inspect", not just "vidfm data": nested subcommands store theirs as *_command.
+        name = " ".join([args.command] + [v for k, v in vars(args).items() if k.endswith("_command") and v])
+        print(f"vidfm {name}: error: {one_line(exc)}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

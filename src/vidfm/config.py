@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 
 import yaml
 
+from vidfm.errors import ConfigError, did_you_mean
+
 T = TypeVar("T")
 
 
@@ -115,7 +117,8 @@ def config_from_dict(cls: type[T], data: dict[str, Any]) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:
-        raise KeyError(f"{cls.__name__} has no field(s) {sorted(unknown)}; fields: {sorted(names)}")
+        hint = did_you_mean(sorted(unknown)[0], names) if len(unknown) == 1 else ""
+        raise ConfigError(f"{cls.__name__} has no field(s) {sorted(unknown)}{hint} (fields: {sorted(names)})")
     kwargs = {k: _coerce(v, types_[k]) for k, v in data.items()}
     return cls(**kwargs)
 
@@ -125,20 +128,22 @@ def apply_overrides(cfg: T, overrides: list[str] | None) -> T:
 
     Exclusive fields (declared with ``field(metadata={"excludes": "other"})``, e.g. ``train.lr`` and
     ``train.blr``): setting one to a value clears the other; setting both in one call is an error.
+    Raises :class:`vidfm.errors.ConfigError` naming the key, what it accepts and, for a misspelt key, the
+    closest one.
     """
     set_keys: set[str] = set()
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"override {item!r} must look like key.path=value")
+            raise ConfigError(f"--set {item!r} must look like key.path=value, e.g. train.steps=100")
         key, raw = item.split("=", 1)
         key = key.strip()
-        cfg = _set_path(cfg, key.split("."), raw)
+        cfg = _set_path(cfg, key.split("."), raw, [])
         other = _excluded_by(cfg, key.split("."))
         if other is not None:
             parent = key.rpartition(".")[0]
             other_key = f"{parent}.{other}" if parent else other
             if other_key in set_keys:
-                raise ValueError(f"{key} and {other_key} exclude each other: set only one of them")
+                raise ConfigError(f"{key} and {other_key} exclude each other: set only one of them")
             set_keys.add(key)
     return cfg
 
@@ -154,27 +159,67 @@ def _excluded_by(obj: Any, path: list[str]) -> str | None:
     return other
 
 
-def _set_path(obj: Any, path: list[str], raw: str) -> Any:
-    name = path[0]
+def _dotted_fields(obj: Any, prefix: str = "") -> list[str]:
+    """Every settable dotted key under a config, e.g. ``["train.steps", "train.lr", ...]``."""
+    keys = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            keys += _dotted_fields(value, f"{prefix}{f.name}.")
+        else:
+            keys.append(prefix + f.name)
+    return keys
+
+
+def _set_path(obj: Any, path: list[str], raw: str, done: list[str]) -> Any:
+    """Set ``path`` (dotted key split, ``done`` = the part already walked) to the text ``raw``."""
+    name, here = path[0], ".".join(done + path[:1])
     if not dataclasses.is_dataclass(obj):
-        raise KeyError(f"cannot set {'.'.join(path)!r}: {type(obj).__name__} is not a config")
+        raise ConfigError(f"cannot set {'.'.join(done + path)}: {'.'.join(done)} is a value, not a section")
     names = [f.name for f in dataclasses.fields(obj)]
     if name not in names:
-        raise KeyError(f"{type(obj).__name__} has no field {name!r}; fields: {names}")
+        keys = _dotted_fields(obj, ".".join(done) + "." if done else "")
+        wanted = ".".join(done + path)
+        # A key right but for its section ("steps" for "train.steps") is the likeliest meaning.
+        same_leaf = [k for k in keys if k.rsplit(".", 1)[-1] == path[-1]]
+        hint = f"; did you mean {same_leaf[0]}?" if len(same_leaf) == 1 else did_you_mean(wanted, keys)
+        section = f"{'.'.join(done)} has" if done else "the config has"
+        raise ConfigError(f"unknown key {wanted}{hint} ({section}: {', '.join(names)})")
     current = getattr(obj, name)
     if len(path) > 1:
-        return dataclasses.replace(obj, **{name: _set_path(current, path[1:], raw)})
+        return dataclasses.replace(obj, **{name: _set_path(current, path[1:], raw, done + path[:1])})
     annotation = _field_types(type(obj))[name]
-    parsed = yaml.safe_load(raw) if raw.strip() != "" else ""
-    if isinstance(parsed, (dict, list)) or parsed is None:
-        value = _coerce(parsed, annotation)
-    else:
-        # Keep the raw string for str fields (YAML would turn "1e-3" or "on" into other types).
-        value = _coerce(raw if _is_str_like(annotation) else parsed, annotation)
+    try:
+        parsed = yaml.safe_load(raw) if raw.strip() != "" else ""
+        if isinstance(parsed, (dict, list)) or parsed is None:
+            value = _coerce(parsed, annotation)
+        else:
+            # Keep the raw string for str fields (YAML would turn "1e-3" or "on" into other types).
+            value = _coerce(raw if _is_str_like(annotation) else parsed, annotation)
+    except (TypeError, ValueError, yaml.YAMLError) as e:
+        # The conversion's own words only where they add something (how many values a tuple takes).
+        detail = f" ({e})" if typing.get_origin(annotation) in (tuple, list, dict) else ""
+        raise ConfigError(f"{here}={raw}: expected {_describe(annotation)}{detail}") from None
     other = dataclasses.fields(obj)[names.index(name)].metadata.get("excludes")
     if other is not None and value is not None:  # the exclusive partner gives way
         return dataclasses.replace(obj, **{name: value, other: None})
     return dataclasses.replace(obj, **{name: value})
+
+
+def _describe(annotation: Any) -> str:
+    """What a field accepts, in words: ``"an integer"``, ``"one of 'dense', 'segment'"``, ..."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    words = {int: "an integer", float: "a number", bool: "true or false", str: "text"}
+    if annotation in words:
+        return words[annotation]
+    if origin is typing.Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(a) for a in args if a is not type(None)]
+        return " or ".join(parts) + (" or none" if type(None) in args else "")
+    if origin in (tuple, list):
+        return "a list like [1, 2]"
+    return getattr(annotation, "__name__", str(annotation))
 
 
 def _is_str_like(annotation: Any) -> bool:

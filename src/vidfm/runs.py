@@ -84,10 +84,16 @@ class Run:
 
 def open_run(path: str | Path) -> Run:
     """Open a run folder (only ``config.yaml`` is read here)."""
+    from vidfm.errors import RunFolderError
+
     path = Path(path)
     file = path / CONFIG_FILE
+    if not path.exists():
+        raise RunFolderError(
+            f"run folder {path} does not exist (a run folder is the --out of vidfm pretrain)"
+        )
     if not file.is_file():
-        raise FileNotFoundError(f"{path} is not a vidfm run folder (no {CONFIG_FILE})")
+        raise RunFolderError(f"{path} is not a vidfm run folder (no {CONFIG_FILE})")
     raw = yaml.safe_load(file.read_text()) or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str):
         raise ValueError(f"{file}: not a vidfm run config (no 'recipe' name)")

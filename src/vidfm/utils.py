@@ -27,6 +27,12 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
+def on_terminal(progress: bool = True) -> bool:
+    """Whether to draw a progress bar: asked for and stderr is a terminal. Redirected output (a log file,
+    CI) would otherwise collect every redraw of the bar; commands log plain lines there instead."""
+    return progress and sys.stderr.isatty()
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     if not log.handlers:
         handler = _StderrHandler()

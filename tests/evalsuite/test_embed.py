@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from vidfm.cli import main
+from vidfm.utils import log
 
 
 @pytest.fixture
@@ -36,11 +37,17 @@ def _embed(folder, run, out, *extra: str) -> int:
     return main(args + list(extra))
 
 
-def test_embed_folder_resumable(folder, tiny_run, tmp_path, monkeypatch) -> None:
+def test_embed_folder_resumable(folder, tiny_run, tmp_path, monkeypatch, capsys, caplog) -> None:
     import vidfm.eval.features as features
 
     out = tmp_path / "emb.npy"
+    monkeypatch.setattr(log, "handlers", [*log.handlers, caplog.handler])  # vidfm's logger does not propagate
     assert _embed(folder, tiny_run, out, "--part-size", "2") == 0
+    # The log and the summary tell the same story: the broken file is skipped, never "replaced".
+    printed = capsys.readouterr().out
+    assert f"unreadable video, skipped: {folder / 'broken.mp4'}" in caplog.text
+    assert "1 of 6 videos could not be decoded and were skipped" in caplog.text
+    assert "(1 unreadable, skipped)" in printed and "replaced" not in printed + caplog.text
     x = np.load(out)
     paths = (tmp_path / "emb.npy.paths.txt").read_text().splitlines()
     failed = (tmp_path / "emb.npy.failed.txt").read_text().splitlines()
@@ -63,14 +70,14 @@ def test_embed_folder_resumable(folder, tiny_run, tmp_path, monkeypatch) -> None
     np.testing.assert_allclose(np.load(out), x, atol=1e-6)
 
 
-def test_embed_output_formats(folder, tiny_run, tmp_path) -> None:
-    with pytest.raises(SystemExit, match=r"\.npy or \.parquet"):
-        _embed(folder, tiny_run, tmp_path / "emb.txt")
+def test_embed_output_formats(folder, tiny_run, tmp_path, capsys) -> None:
+    assert _embed(folder, tiny_run, tmp_path / "emb.txt") == 2
+    assert "vidfm embed: error: --out must end in .npy or .parquet" in capsys.readouterr().err
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        with pytest.raises(SystemExit, match="pyarrow"):
-            _embed(folder, tiny_run, tmp_path / "emb.parquet")
+        assert _embed(folder, tiny_run, tmp_path / "emb.parquet") == 2
+        assert "needs pyarrow" in capsys.readouterr().err
         return
     assert _embed(folder, tiny_run, tmp_path / "emb.parquet") == 0
     table = pq.read_table(tmp_path / "emb.parquet")

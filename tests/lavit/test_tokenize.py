@@ -66,10 +66,10 @@ def test_tokenize_then_detokenize(runs, tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text(json.dumps({**doc, "format": "other"}))
     assert main(["detokenize", str(broken), "--detokenizer-run", str(runs["detokenizer"]),
-                 "--out", str(tmp_path / "x.mp4")]) == 1  # fmt: skip
+                 "--out", str(tmp_path / "x.mp4")]) == 2  # fmt: skip
 
 
 def test_tokenize_reports_a_broken_video(runs, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    assert main(["tokenize", str(bad), "--motion-run", str(runs["motion"])]) == 1
+    assert main(["tokenize", str(bad), "--motion-run", str(runs["motion"])]) == 2

@@ -19,7 +19,6 @@ train.init_from=out/mvd_b ...`` continues training it, decoders (or UMT's alignm
 from __future__ import annotations
 
 import argparse
-import sys
 
 FORMAT_HELP = (
     "auto (default): detect (HF folder, vidfm folder/run, else an official file whose layout is detected); "
@@ -97,9 +96,10 @@ def run(args: argparse.Namespace) -> int:
                     "HF VideoMAEModel/ForPreTraining has no place for %s; not written", sorted(conv.extras)
                 )
             to_hf_videomae(conv.encoder, conv.decoder, conv.state_dict).save_pretrained(args.out)
-    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:
-        print(f"vidfm convert: error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, KeyError, FileNotFoundError, ImportError) as e:  # a source that is not a checkpoint
+        from vidfm.errors import UserError, one_line
+
+        raise UserError(one_line(e)) from e
     parts = {"mvd": "with its decoders", "umt": "with its alignment heads", "clip": "a CLIP tower"}
     kind = parts.get(conv.layout, "with decoder" if conv.decoder is not None else "encoder only")
     print(f"wrote {args.out} ({args.dst_format}; {conv.layout} layout, {kind})")

@@ -185,15 +185,15 @@ def _inspect_one(path: Path, decode: bool) -> tuple[list[str], str, str]:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    from vidfm.errors import UserError, one_line
+
     path = Path(args.path)
     if not path.exists():
-        print(f"vidfm data inspect: {path} does not exist")
-        return 2
+        raise UserError(f"{path} does not exist")
     try:
         files, root = _files(path)
     except Exception as e:  # an unreadable manifest is a one-line error, not a traceback
-        print(f"vidfm data inspect: {path}: {e}")
-        return 2
+        raise UserError(f"{path}: {one_line(e)}") from e
     if not files:
         print(f"no video files under {path}")
         return 0
@@ -226,8 +226,9 @@ def run_shard(args: argparse.Namespace) -> int:
         src = Path(args.manifest)
         records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
     except (DataError, ValueError) as e:
-        print(f"vidfm data shard: {e}")
-        return 2
+        from vidfm.errors import UserError
+
+        raise UserError(str(e)) from e
     index = write_shards(
         records,
         args.out,

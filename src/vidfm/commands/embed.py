@@ -30,26 +30,22 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vidfm.data.datasets import DataError
     from vidfm.eval.embed import embed_videos
 
     source = args.videos[0] if len(args.videos) == 1 else list(args.videos)
-    try:
-        res = embed_videos(
-            source,
-            args.checkpoint,
-            args.out,
-            pool=args.pool,
-            clips=args.clips,
-            crops=args.crops,
-            batch_size=args.batch_size,
-            part_size=args.part_size,
-            workers=args.workers,
-            random_init=args.random_init,
-            progress=not args.no_progress,
-        )
-    except (DataError, FileNotFoundError, ValueError, ImportError) as exc:
-        raise SystemExit(f"vidfm embed: {exc}") from None
+    res = embed_videos(
+        source,
+        args.checkpoint,
+        args.out,
+        pool=args.pool,
+        clips=args.clips,
+        crops=args.crops,
+        batch_size=args.batch_size,
+        part_size=args.part_size,
+        workers=args.workers,
+        random_init=args.random_init,
+        progress=not args.no_progress,
+    )  # a missing run, unreadable list or wrong --out suffix is a one-line error (vidfm.errors.UserError)
     print(
         f"{res.count} embeddings of dimension {res.dim} -> {res.out} ({len(res.failed)} unreadable, skipped)"
     )

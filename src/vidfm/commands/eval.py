@@ -87,14 +87,17 @@ def _config(args: argparse.Namespace, **extra):  # noqa: ANN202
 
 
 def _finish(checkpoints: list[str], tasks: list[str], cfg, argv: list[str]) -> int:  # noqa: ANN001
+    from vidfm.errors import UserError, one_line
     from vidfm.eval.report import write_report
     from vidfm.eval.suite import parse_checkpoints, parse_tasks, run_suite
 
     try:
         ckpts, parsed = parse_checkpoints(checkpoints), parse_tasks(tasks)
         result = run_suite(ckpts, parsed, cfg)
-    except (ValueError, KeyError, FileNotFoundError) as exc:
-        raise SystemExit(f"vidfm eval: {exc}") from None
+    except UserError:
+        raise
+    except (ValueError, KeyError, FileNotFoundError) as exc:  # a checkpoint or task spec that does not fit
+        raise UserError(one_line(exc)) from exc
     print(write_report(result, cfg, command="vidfm " + " ".join(argv)))
     print(f"\nreport: {cfg.out / 'report.html'} (and report.md)")
     failed = [c for *_, cells in result.rows for c in cells.values() if c.error]
@@ -107,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     from vidfm.eval.attentive import AttentiveConfig
 
     if not args.checkpoints or not args.tasks:
-        raise SystemExit("vidfm eval: give --checkpoints and --tasks (or use `vidfm eval retrieval`)")
+        from vidfm.errors import UserError
+
+        raise UserError("give --checkpoints and --tasks (or use `vidfm eval retrieval`)")
     attentive = AttentiveConfig(seed=args.seed)
     if args.attentive_epochs is not None:
         attentive = dataclasses.replace(attentive, epochs=args.attentive_epochs)

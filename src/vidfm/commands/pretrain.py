@@ -10,8 +10,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "pretrain",
         help="pre-train or distil an encoder with a recipe",
         description="Run a recipe (NAME or NAME:VARIANT, e.g. videomae, videomae:tiny). Fields are overridden "
-        "with --set key.path=value; the resolved config is written to OUT/config.yaml and a run in OUT resumes "
-        "from its last checkpoint.",
+        "with --set key.path=value; the resolved config is written to OUT/config.yaml (and each training "
+        "segment's to OUT/configs/step-N.yaml) and a run in OUT resumes from its last checkpoint. A resume "
+        "may change train.steps (and workers, logging, checkpoint cadence); any other change is refused "
+        "unless --force.",
     )
     p.add_argument("--recipe", required=True, help="recipe name, optionally :variant (e.g. videomae:tiny)")
     p.add_argument(
@@ -24,6 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--out", required=True, help="run folder (checkpoints, config.yaml, metrics.jsonl)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="resume OUT even though its config differs; the new config is recorded beside the old",
+    )
     p.set_defaults(handler=run)
 
 
@@ -38,6 +45,6 @@ def run(args: argparse.Namespace) -> int:
     if args.print_config:
         print(yaml.safe_dump(to_dict(resolve(cfg)), sort_keys=False))
         return 0
-    summary = pretrain(cfg, args.out)
+    summary = pretrain(cfg, args.out, force=args.force)
     print(f"finished: {summary}")
     return 0

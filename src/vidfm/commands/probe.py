@@ -62,8 +62,10 @@ def run(args: argparse.Namespace) -> int:
     )
     try:
         rows = probe_features(feats[splits[0]], feats[splits[1]], args.label, seed=args.seed)
-    except KeyError as exc:
-        raise SystemExit(str(exc)) from None
+    except KeyError as exc:  # a --label column the manifest does not have
+        from vidfm.errors import UserError, one_line
+
+        raise UserError(one_line(exc)) from exc
     table = [[r.label, r.linear, r.knn, r.detail] for r in rows]
     print(markdown_table(["label", "linear top-1", "kNN top-1", "probe"], table))
     return 0

@@ -52,19 +52,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run_tokenize(args: argparse.Namespace) -> int:
     import dataclasses
 
-    from vidfm.data.decode import VideoDecodeError
     from vidfm.lavit.tokenize import load_tokenizers, tokenize_video
-    from vidfm.utils import log
 
     tok = load_tokenizers(args.motion_run, args.keyframe_run, device=args.device)
     clips = dataclasses.replace(tok.clips, max_clips=args.max_clips)
     if args.no_reencode:
         clips = dataclasses.replace(clips, reencode=False)
-    try:
-        doc = tokenize_video(args.video, tok, clips)
-    except VideoDecodeError as e:
-        log.error("%s", e)
-        return 1
+    doc = tokenize_video(args.video, tok, clips)  # an unreadable video is a one-line error (exit 2)
     text = json.dumps(doc, indent=1)
     if args.out == "-":
         print(text)
@@ -85,26 +79,23 @@ def run_detokenize(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from vidfm.data.digits import encode_mp4
+    from vidfm.errors import UserError
     from vidfm.lavit.tokenize import detokenize, load_tokenizers
-    from vidfm.utils import log
 
     try:
         doc = json.loads(Path(args.tokens).read_text())
     except (OSError, ValueError) as e:
-        log.error("cannot read %s: %s", args.tokens, e)
-        return 1
+        raise UserError(f"cannot read {args.tokens}: {e}") from e
     runs = doc.get("runs", {})
     motion_run = args.motion_run or runs.get("motion", "")
     keyframe_run = args.keyframe_run or runs.get("keyframe", "")
     if not motion_run or not keyframe_run:
-        log.error("%s names no motion/keyframe run: pass --motion-run and --keyframe-run", args.tokens)
-        return 1
+        raise UserError(f"{args.tokens} names no motion/keyframe run: pass --motion-run and --keyframe-run")
     tok = load_tokenizers(motion_run, keyframe_run, args.detokenizer_run, device=args.device)
     try:
         frames = detokenize(doc, tok, steps=args.steps, guidance=args.guidance, seed=args.seed)
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+    except ValueError as e:  # tokens that do not fit these runs
+        raise UserError(str(e)) from e
     fps = max(1, round(float(doc.get("fps", 6))))
     encode_mp4(Path(args.out), frames, fps=fps)
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} at {fps} fps -> {args.out}",

@@ -45,7 +45,11 @@ def build_dataset(
     if cfg.resident:
         raise ValueError("data.resident=true needs data.clip_store (vidfm data cache-clips)")
     if not cfg.manifest:
-        raise ValueError("data.manifest is not set: give a CSV manifest or a class-per-folder root")
+        from vidfm.errors import ConfigError
+
+        raise ConfigError(
+            "data.manifest is not set: --set data.manifest=PATH (a CSV manifest or a class-per-folder root)"
+        )
     split = cfg.split if split is None else split
     if cfg.manifest.endswith(".csv"):
         records = read_manifest(cfg.manifest, split=split)

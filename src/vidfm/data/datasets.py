@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler, default_collate, get_
 
 from vidfm.data.decode import VideoDecodeError, VideoReader
 from vidfm.data.sampling import SamplingConfig
+from vidfm.errors import UserError
 from vidfm.utils import log
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".webm", ".mov", ".m4v", ".mpg", ".mpeg", ".flv", ".wmv", ".3gp")
@@ -32,8 +33,8 @@ _UNTRIED, _OK, _FAILED = 0, 1, 2
 _MAX_REPLACEMENTS = 10
 
 
-class DataError(RuntimeError):
-    """Too many unreadable videos, or a manifest that cannot be used."""
+class DataError(UserError, RuntimeError):
+    """Too many unreadable videos, or a manifest that cannot be used (the CLI prints it as one line)."""
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,9 @@ class VideoDataset(Dataset):
             self._reasons[index] = e.reason if isinstance(e, VideoDecodeError) else str(e)
             if int(self._status[index]) != _FAILED:  # first failure in any process: log it once
                 self._status[index] = _FAILED
-                log.warning("unreadable video, replaced: %s (%s)", record.path, self._reasons[index])
+                # "skipped", not "replaced": a training item takes another video in its place, but an export
+                # (vidfm embed) leaves the item out; the message must be true for both.
+                log.warning("unreadable video, skipped: %s (%s)", record.path, self._reasons[index])
             return None
         if int(self._status[index]) == _UNTRIED:
             self._status[index] = _OK

@@ -26,6 +26,9 @@ from typing import Any
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
+
+from vidfm.errors import UserError
 
 # Containers whose demuxer invents pts from the decode order (no pts field in the format): with frame
 # reordering their pts cannot be trusted to identify frames after a seek.
@@ -33,16 +36,13 @@ _GUESSED_PTS_FORMATS = {"avi", "h264", "hevc", "m4v", "mpegvideo", "rawvideo"}
 # Seek forward instead of decoding through when the target's keyframe is this many frames ahead.
 _SEEK_AHEAD = 8
 _MB = 16  # macroblock size of the motion-vector grid
-# PyAV >= 14 lets the caller size swscale's thread pool (``reformat(threads=...)``); older wheels scale in
-# the calling thread. Read from the signature line of the docstring (a Cython function has no signature).
-_RESIZE_THREADS = "threads" in (av.video.reformatter.VideoReformatter.reformat.__doc__ or "").split("\n")[0]
 # PyAV < 19 decodes container metadata strictly unless told to ignore bad bytes (a file with Latin-1 tags
 # then fails to open with UnicodeDecodeError); PyAV 19 removed the argument and always decodes with
 # "surrogateescape" (av/utils.py ``_decode``), which never raises.
 _OPEN_OPTIONS = {"metadata_errors": "ignore"} if int(av.__version__.split(".")[0]) < 19 else {}
 
 
-class VideoDecodeError(RuntimeError):
+class VideoDecodeError(UserError, RuntimeError):
     """A video that cannot be opened or decoded (wholly, or at the frames asked for)."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
@@ -228,6 +228,10 @@ class VideoReader:
         self._resize_threads = threads if resize_threads is None else resize_threads
         self._options = codec_options
         self._thread_type = thread_type
+        # The reader's own colour converter. PyAV 19 keeps one per thread for every frame.to_ndarray(...),
+        # with swscale slice threads made where it was first used: a DataLoader worker forked after the main
+        # process had converted a frame inherits it without those threads and hangs in its first resize.
+        self._reformatter: VideoReformatter | None = VideoReformatter()
         self._container, self._stream = _open(self.path, threads, codec_options, thread_type)
         try:
             self._table = _scan(self.path, self._container, self._stream)
@@ -317,7 +321,7 @@ class VideoReader:
         """Close the file and free the decoder now. The frame generator refers back to the reader, so
         without this the decoder (and its threads) would live until the cyclic GC runs, possibly in a
         forked DataLoader worker, where freeing it joins threads that do not exist there (crash)."""
-        self._frames = self._pending = None
+        self._frames = self._pending = self._reformatter = None
         if getattr(self, "_container", None) is not None:
             self._container.close()
         self._container = self._stream = None
@@ -440,8 +444,9 @@ class VideoReader:
     def _to_rgb(self, frame: Any) -> np.ndarray:
         w, h = self._output_size()
         # Colour conversion and resize in one swscale pass; a mid-stream size change is resized too.
-        threads = {"threads": self._resize_threads} if _RESIZE_THREADS else {}
-        rgb = frame.to_ndarray(format="rgb24", width=w, height=h, **threads)  # [h, w, 3]
+        rgb = self._reformatter.reformat(  # type: ignore[union-attr]
+            frame, width=w, height=h, format="rgb24", threads=self._resize_threads
+        ).to_ndarray()  # [h, w, 3]
         k = _rotation(frame) // 90
         return np.rot90(rgb, k) if k else rgb  # np.rot90 turns counter-clockwise, like the display matrix
 

@@ -8,7 +8,7 @@ assembled from the parts:
 - ``.npy``: float32 [N, D] embeddings, rows in the order of ``OUT.paths.txt`` (one path per line);
 - ``.parquet``: one row per video with ``path`` and ``embedding`` columns (needs pyarrow).
 
-A video that cannot be decoded is reported, listed in ``OUT.failed.txt`` and left out; it never stops the
+A video that cannot be decoded is reported ("skipped"), listed in ``OUT.failed.txt`` and has no row; it never stops the
 export (unless more than ``max_failure_fraction`` of the videos fail: then the data are wrong, not one file).
 """
 
@@ -23,6 +23,7 @@ import torch
 from tqdm import tqdm
 
 from vidfm.data.datasets import VIDEO_EXTENSIONS, DataError, VideoRecord, read_manifest
+from vidfm.errors import UserError
 from vidfm.utils import default_device, log
 
 
@@ -45,7 +46,7 @@ def list_videos(source: str | Path | list[str]) -> list[str]:
         return [str(path)]
     if path.is_file():
         return [line.strip() for line in path.read_text().splitlines() if line.strip()]
-    raise FileNotFoundError(f"{path}: not a folder, manifest, list or video")
+    raise UserError(f"{path}: not a folder, manifest, list or video")
 
 
 class _Marked(torch.utils.data.Dataset):
@@ -107,7 +108,7 @@ def embed_videos(
 
     out = Path(out)
     if out.suffix not in (".npy", ".parquet"):
-        raise ValueError(f"--out must end in .npy or .parquet, got {out.name}")
+        raise UserError(f"--out must end in .npy or .parquet, got {out.name}")
     if out.suffix == ".parquet":
         _pyarrow()  # fail before hours of work, not after
     parts = out.with_name(out.name + ".parts")
@@ -159,7 +160,7 @@ def embed_videos(
     result = _assemble(parts, n_parts, out)
     atomic_write_text(out.with_name(out.name + ".failed.txt"), "".join(f"{p}\n" for p in failed))
     if failed:
-        log.warning("%d of %d videos could not be decoded and were left out (listed in %s.failed.txt)",
+        log.warning("%d of %d videos could not be decoded and were skipped (listed in %s.failed.txt)",
                     len(failed), len(paths), out.name)  # fmt: skip
     return dataclasses.replace(result, failed=failed)
 
@@ -179,7 +180,7 @@ def _pyarrow():  # noqa: ANN202
         import pyarrow
         import pyarrow.parquet
     except ImportError as exc:
-        raise ImportError("parquet output needs pyarrow (pip install pyarrow); or write .npy") from exc
+        raise UserError("parquet output needs pyarrow (pip install pyarrow); or write .npy") from exc
     return pyarrow
 
 

@@ -123,7 +123,10 @@ def parse_checkpoints(specs: list[str]) -> list[Checkpoint]:
                 raise ValueError("'random' needs a run to take the config from: give a run or random:RUN")
         run = Path(path)
         if not (run / "config.yaml").is_file():
-            raise FileNotFoundError(f"{run} is not a vidfm run folder (no config.yaml)")
+            from vidfm.errors import RunFolderError
+
+            what = "does not exist" if not run.exists() else "is not a vidfm run folder (no config.yaml)"
+            raise RunFolderError(f"checkpoint {run} {what}")
         if not name:
             name = _run_name(run, real)
             name = (

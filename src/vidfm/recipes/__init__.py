@@ -27,9 +27,13 @@ RECIPES: dict[str, str] = {
 
 def get_recipe(spec: str) -> Any:
     """``"videomae"`` or ``"videomae:tiny"`` -> the recipe's config dataclass."""
-    name, _, variant = spec.partition(":")
+    from vidfm.errors import ConfigError, did_you_mean
+
+    name, colon, variant = spec.partition(":")
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+        hint = did_you_mean(name, RECIPES)
+        hint = hint[:-1] + colon + variant + "?" if hint else ""  # keep the variant asked for
+        raise ConfigError(f"unknown recipe {name!r}{hint} (recipes: {', '.join(RECIPES)})")
     return importlib.import_module(RECIPES[name]).config(variant)
 
 

@@ -13,8 +13,11 @@ T = TypeVar("T")
 def pick_variant(recipe: str, variant: str, variants: dict[str, Callable[[], T]]) -> T:
     """``variants[variant]()``, or a clear error naming the recipe's variants."""
     if variant not in variants:
-        names = ", ".join(repr(v) for v in variants)
-        raise ValueError(f"{recipe} has variants {names}, not {variant!r}")
+        from vidfm.errors import ConfigError, did_you_mean
+
+        names = ", ".join(f"{recipe}:{v}" if v else recipe for v in variants)
+        hint = did_you_mean(f"{recipe}:{variant}", [f"{recipe}:{v}" if v else recipe for v in variants])
+        raise ConfigError(f"recipe {recipe} has no variant {variant!r}{hint} (variants: {names})")
     return variants[variant]()
 
 

@@ -179,6 +179,9 @@ def tiny(stage: str = "motion") -> MotionVQRecipe:
     )
 
 
+VARIANTS = ("", "tiny", "keyframe", "keyframe-tiny", "detokenizer", "detokenizer-tiny")
+
+
 def config(variant: str = "") -> MotionVQRecipe:
     """``""`` official motion VQ; ``tiny``; ``keyframe``, ``keyframe-tiny``; ``detokenizer``, ``detokenizer-tiny``."""
     stage, _, size = variant.partition("-")
@@ -187,8 +190,9 @@ def config(variant: str = "") -> MotionVQRecipe:
     if stage == "":
         stage = "motion"
     if stage not in ("motion", "keyframe", "detokenizer") or size not in ("", "tiny") or variant == "motion":
-        raise ValueError(
-            f"motion_vq has variants '', tiny, keyframe, keyframe-tiny, detokenizer, detokenizer-tiny; "
-            f"not {variant!r}"
-        )
+        from vidfm.errors import ConfigError, did_you_mean
+
+        names = ["motion_vq"] + [f"motion_vq:{v}" for v in VARIANTS[1:]]
+        hint = did_you_mean(f"motion_vq:{variant}", names)
+        raise ConfigError(f"recipe motion_vq has no variant {variant!r}{hint} (variants: {', '.join(names)})")
     return tiny(stage) if size else MotionVQRecipe(stage=stage)  # type: ignore[arg-type]

@@ -68,16 +68,23 @@ def effective_lr(cfg: TrainConfig, world_size: int) -> float:
 
 
 def validate_train_config(cfg: TrainConfig) -> None:
+    """One-line :class:`vidfm.errors.ConfigError` naming the ``train.*`` setting to change (a ``--set``)."""
+    from vidfm.errors import ConfigError
+
     effective_lr(cfg, 1)
     positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
     for name in positive:
         if getattr(cfg, name) < 1:
-            raise ValueError(f"TrainConfig.{name} must be >= 1, got {getattr(cfg, name)}")
-    if not 0 <= cfg.warmup_steps <= cfg.steps:
-        raise ValueError(
-            f"TrainConfig.warmup_steps must be in [0, steps={cfg.steps}], got {cfg.warmup_steps}"
+            raise ConfigError(f"train.{name} must be >= 1, got {getattr(cfg, name)}")
+    if cfg.warmup_steps < 0:
+        raise ConfigError(f"train.warmup_steps must be >= 0, got {cfg.warmup_steps}")
+    if cfg.warmup_steps > cfg.steps:
+        raise ConfigError(
+            f"train.warmup_steps={cfg.warmup_steps} is more than train.steps={cfg.steps}: set it too, "
+            f"e.g. --set train.warmup_steps={cfg.steps // 10} (a tenth, as the tiny recipes), or raise train.steps"
         )
-    if cfg.ckpt_every < 0 or cfg.workers < 0:
-        raise ValueError("TrainConfig.ckpt_every and workers must be >= 0")
+    for name in ("ckpt_every", "workers"):
+        if getattr(cfg, name) < 0:
+            raise ConfigError(f"train.{name} must be >= 0, got {getattr(cfg, name)}")
     if cfg.precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"TrainConfig.precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+        raise ConfigError(f"train.precision must be auto, bf16 or fp32, got {cfg.precision!r}")

@@ -30,8 +30,12 @@ class EpochSampler(Sampler):
         self.rank, self.world_size = rank, world_size
         self.batches_per_epoch = (size // world_size) // batch_size
         if self.batches_per_epoch < 1:
-            raise ValueError(
-                f"dataset of {size} items is too small for batch_size {batch_size} x {world_size} rank(s)"
+            from vidfm.errors import ConfigError
+
+            ranks = f" x {world_size} processes" if world_size > 1 else ""
+            raise ConfigError(
+                f"the dataset has {size} clips, fewer than one batch (train.batch_size={batch_size}{ranks}): "
+                "lower train.batch_size or give more videos"
             )
         self.epoch, self.start_batch = 0, 0
 

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from vidfm.config import save_config
+from vidfm.config import to_dict
 from vidfm.data.clip_store import ClipStoreDataset
 from vidfm.data.datasets import init_worker
 from vidfm.io import atomic_write_text
@@ -64,9 +64,10 @@ from vidfm.train.distributed import (
 )
 from vidfm.train.ema import EMA
 from vidfm.train.optim import build_optimizer, frozen_prefixes, param_groups, set_lr_wd
+from vidfm.train.run_config import check_resume, record
 from vidfm.train.samplers import EpochDataset, EpochSampler, StreamOrder
 from vidfm.train.schedule import cosine_schedule
-from vidfm.utils import log, make_generator
+from vidfm.utils import log, make_generator, on_terminal
 
 # Stream id mixed into (seed, rank, step) for the global RNG (dropout), so that it never replays the
 # task generator's sequence.
@@ -106,6 +107,7 @@ class Trainer:
         collate: Callable[[list], dict] | None = None,
         config_to_save: Any = None,
         on_log: Callable[[dict], None] | None = None,
+        force: bool = False,
     ) -> None:
         """Args:
         task: module with ``forward(batch, generator) -> {"loss": scalar, **parts}``; frozen parts live
@@ -119,9 +121,11 @@ class Trainer:
         collate: ``list of items -> batch dict`` (torch's default collate when None).
         config_to_save: the resolved run config written to config.yaml (``cfg`` itself when None).
         on_log: called with every logged record (rank 0).
+        force: resume even when the run folder's config differs in more than the step budget; the new
+            config is recorded beside the old (:mod:`vidfm.train.run_config`).
         """
         validate_train_config(cfg)
-        self.cfg, self.run_dir, self.on_log = cfg, Path(run_dir), on_log
+        self.cfg, self.run_dir, self.on_log, self.force = cfg, Path(run_dir), on_log, force
         self.config_to_save = config_to_save
         info = init_distributed(device=cfg.device)
         self.rank, self.world_size, self.device = info.rank, info.world_size, info.device
@@ -174,6 +178,7 @@ class Trainer:
         self.autocast_dtype = torch.bfloat16 if use_bf16 else None
         self.step = self.epoch = self.batch_in_epoch = 0
         self.bad_total = self.bad_in_row = 0
+        self._resumed_world_size = self.world_size  # the checkpoint's, once _resume has read it
         self.history: list[dict] = []  # every record logged by this process
         self.last: dict[str, Any] = {}  # the latest record
         self._params = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -267,6 +272,7 @@ class Trainer:
         self.step, self.epoch, self.batch_in_epoch = (
             int(state[k]) for k in ("step", "epoch", "batch_in_epoch")
         )
+        self._resumed_world_size = int(state["world_size"])
         if self.batch_in_epoch >= self.sampler.batches_per_epoch:  # the dataset shrank: next epoch
             self.epoch, self.batch_in_epoch = self.epoch + 1, 0
         self.bad_total, self.bad_in_row = int(state["bad_steps_total"]), int(state["bad_steps_in_row"])
@@ -398,12 +404,19 @@ class Trainer:
 
     def _open_outputs(self, resumed: bool) -> None:
         self._metrics, self._tb = None, None
+        # Every rank checks (all refuse alike); rank 0 writes config.yaml and the segment's record.
+        config = to_dict(self.cfg if self.config_to_save is None else self.config_to_save)
+        section = "" if self.config_to_save is None else "train."
+        worlds = (self._resumed_world_size, self.world_size)
+        diffs, forced = (
+            check_resume(self.run_dir, config, self.step, self.force, section, worlds)
+            if resumed
+            else ({}, [])
+        )
         if self.rank != 0:
             return
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        save_config(
-            self.cfg if self.config_to_save is None else self.config_to_save, self.run_dir / "config.yaml"
-        )
+        record(self.run_dir, config, self.step, diffs, fresh=not resumed, forced=bool(forced))
         # Records past the restart point (from an interrupted or a replaced run) give way to this run's.
         self._truncate_metrics()
         self._metrics = open(self.run_dir / "metrics.jsonl", "a")
@@ -465,7 +478,8 @@ class Trainer:
             self._read, self.device, (cfg.steps - self.step) * cfg.accum_steps, overlap=cfg.prefetch
         )
         self.last = {}
-        show = cfg.progress and self.rank == 0
+        # A bar only on a terminal; redirected output gets the log lines every ``log_every`` steps.
+        show = on_terminal(cfg.progress) and self.rank == 0
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
         try:
             # Log lines go through tqdm.write so they do not tear the progress bar.

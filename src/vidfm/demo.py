@@ -203,6 +203,9 @@ def save_reconstruction(task, cfg, manifest: Path, out: Path, seed: int, device:
             "reconstruction": unpatchify(recon.flatten(2), grid, t, p)[0],
         },
         out,
+        caption=f"A test clip of digits-motion. Row 1: the clip. Row 2: what the encoder saw, {cfg.mask.kind} "
+        f"masking with {cfg.mask.ratio:.0%} of the {t}x{p}x{p} tubes masked (grey). Row 3: the visible tubes as "
+        "given and the masked ones as the pre-trained decoder predicts them.",
     )
 
 

@@ -54,6 +54,18 @@ def make_generator(seed: int, *streams: int, device: str | torch.device = "cpu")
     return g
 
 
+def add_caption(fig, text: str) -> None:  # noqa: ANN001 - a matplotlib Figure
+    """Write ``text`` under the plot (wrapped to the figure's width) and lay the figure out above it: every
+    picture says what it shows without the report around it."""
+    import textwrap
+
+    width, height = fig.get_size_inches()
+    lines = textwrap.wrap(text, width=max(50, int(width * 16)))  # ~16 characters of 7-point text an inch
+    bottom = min(0.45, (0.16 * len(lines) + 0.1) / height)  # ~0.16 inch a line of 7-point text
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=7, ha="left", va="bottom", wrap=False)
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+
+
 def pyplot():  # noqa: ANN201 - matplotlib is an optional extra
     """``matplotlib.pyplot`` on the Agg backend, or a clear error naming the extra to install."""
     try:

@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from vidfm.eval.features import Features
+from vidfm.utils import on_terminal
 
 
 def trivial_clip_features(video: torch.Tensor, bins: int = 8) -> torch.Tensor:
@@ -27,7 +28,7 @@ def trivial_clip_features(video: torch.Tensor, bins: int = 8) -> torch.Tensor:
 def extract_trivial(dataset: torch.utils.data.Dataset, progress: bool = True) -> Features:
     """Trivial features for every item (its first temporal view when the dataset has several)."""
     feats, labels, paths = [], {}, []
-    for i in tqdm(range(len(dataset)), desc="baseline", disable=not progress, leave=False):
+    for i in tqdm(range(len(dataset)), desc="baseline", disable=not on_terminal(progress), leave=False):
         item = dataset[i]
         video = item["video"] if item["video"].ndim == 4 else item["video"][0]
         feats.append(trivial_clip_features(video))

@@ -24,7 +24,7 @@ from tqdm import tqdm
 
 from vidfm.data.datasets import VIDEO_EXTENSIONS, DataError, VideoRecord, read_manifest
 from vidfm.errors import UserError
-from vidfm.utils import default_device, log
+from vidfm.utils import default_device, log, on_terminal
 
 
 def list_videos(source: str | Path | list[str]) -> list[str]:
@@ -131,7 +131,7 @@ def embed_videos(
     device = device or default_device()
     failed: list[str] = []
     n_parts = -(-len(paths) // part_size)
-    bar = tqdm(total=len(paths), desc="embed", unit="video", disable=not progress)
+    bar = tqdm(total=len(paths), desc="embed", unit="video", disable=not on_terminal(progress))
     for k in range(n_parts):
         part_file = parts / f"part-{k:05d}.npz"
         chunk = paths[k * part_size : (k + 1) * part_size]
@@ -154,6 +154,9 @@ def embed_videos(
         with np.load(part_file) as z:
             failed += [str(p) for p in z["failed"]]
         bar.update(len(chunk))
+        if progress and bar.disable:  # not a terminal: a plain line per part
+            log.info("embed: %d/%d videos, %d skipped", min((k + 1) * part_size, len(paths)), len(paths),
+                     len(failed))  # fmt: skip
         if len(failed) > max_failure_fraction * (k + 1) * part_size and len(failed) > 10:
             raise DataError(f"{len(failed)} videos failed to decode so far, e.g. {failed[:5]}")
     bar.close()

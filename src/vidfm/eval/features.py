@@ -10,6 +10,7 @@ import torch
 from tqdm import tqdm
 
 from vidfm.models.encoder import EncoderOutput, VideoEncoder
+from vidfm.utils import on_terminal
 
 Pool = Literal["mean", "cls", "grid2x2"]
 
@@ -73,7 +74,7 @@ def extract_features(
     )
     mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
     feats, labels, paths = [], {}, []
-    for batch in tqdm(loader, desc="features", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="features", disable=not on_terminal(progress), leave=False):
         video = batch["video"].to(device)
         if video.ndim == 5:  # one clip per item
             video = video[:, None]

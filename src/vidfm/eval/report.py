@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
+from vidfm.utils import add_caption
 from vidfm.utils import pyplot as _pyplot
 
 if TYPE_CHECKING:
@@ -23,26 +24,54 @@ def read_metrics(path: Path) -> list[dict]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_loss_curves(runs: dict[str, Path], out: Path, key: str = "loss") -> None:
-    """One line per run: ``key`` against step, from each run's metrics.jsonl."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+def loss_panels(runs: dict[str, Path], key: str = "loss") -> list[tuple[str, list[int], list[float]]]:
+    """``(title, steps, values)`` per objective: each run's ``key`` and, when its loss is a sum of two or
+    more logged ``loss_*`` parts (MVD's two teachers, UMT stage 2's four terms), each part."""
+    panels = []
     for name, path in runs.items():
-        rows = [r for r in read_metrics(path) if key in r]
-        ax.plot([r["step"] for r in rows], [r[key] for r in rows], label=name)
-    ax.set_xlabel("step")
-    ax.set_ylabel(key)
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.tight_layout()
+        rows = read_metrics(path)
+        parts = sorted({k for r in rows for k in r if k.startswith("loss_")})
+        for k in [key] + (parts if len(parts) >= 2 else []):
+            pts = [(r["step"], r[k]) for r in rows if isinstance(r.get(k), (int, float))]
+            if pts:
+                title = name if k == key else f"{name}: {k.removeprefix('loss_')}"
+                panels.append((title, [p[0] for p in pts], [p[1] for p in pts]))
+    return panels
+
+
+def plot_loss_curves(runs: dict[str, Path], out: Path, key: str = "loss", caption: str | None = None) -> None:
+    """One panel per objective (:func:`loss_panels`), each with its own y-axis: a contrastive loss starts at
+    log(batch), a normalised-pixel MSE near 1, so on one axis the smaller curves are flat lines."""
+    plt = _pyplot()
+    panels = loss_panels(runs, key)
+    if not panels:
+        return
+    cols = min(3, len(panels))
+    rows = -(-len(panels) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.5 * rows + 0.5), squeeze=False)
+    for ax, (title, steps, values) in zip(axes.flat, panels, strict=False):
+        ax.plot(steps, values, lw=1.2, marker="o" if len(steps) < 20 else None, ms=3)
+        ax.set_title(title, fontsize=8)
+        ax.set_xlabel("step", fontsize=7)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.set_visible(False)
+    add_caption(
+        fig,
+        caption
+        or f"Training {key} against optimizer step from each run's metrics.jsonl, one panel per objective "
+        "(its own y-axis; a panel named run: part is one term of that run's loss).",
+    )
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
 
 def plot_reconstruction(
-    rows: dict[str, torch.Tensor], out: Path, frames: Sequence[int] | None = None
+    rows: dict[str, torch.Tensor], out: Path, frames: Sequence[int] | None = None, caption: str | None = None
 ) -> None:
-    """A grid of frames: one row per named video [C,T,H,W] in [0,1] (e.g. clip / masked / reconstruction)."""
+    """A grid of frames: one row per named video [C,T,H,W] in [0,1] (e.g. clip / masked / reconstruction),
+    with ``caption`` under it (by default the rows' names and the frames shown)."""
     plt = _pyplot()
     names = list(rows)
     t = next(iter(rows.values())).shape[1]
@@ -61,7 +90,10 @@ def plot_reconstruction(
                 ax.set_ylabel(name, fontsize=8)
             if r == 0:
                 ax.set_title(f"t={f}", fontsize=8)
-    fig.tight_layout()
+    add_caption(
+        fig,
+        caption or f"Rows: {', '.join(names)}; columns: frames {', '.join(map(str, frames))} of {t}.",
+    )
     fig.savefig(out, dpi=120)
     plt.close(fig)
 
@@ -138,7 +170,11 @@ def plot_accuracy(result: SuiteResult, out: Path) -> bool:
     ax.set_ylabel("top-1 (dashed: majority class)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    add_caption(
+        fig,
+        "Top-1 accuracy on the test split of every checkpoint (bars) for each task and metric; the dashed "
+        "tick is the share of the majority class, what always guessing it scores.",
+    )
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return True
@@ -178,7 +214,12 @@ def plot_retrieval_examples(examples: list[dict], out: Path, k: int = 8) -> bool
     if rows == 2:
         axes[0][0].set_ylabel("its video", fontsize=8)
         axes[1][0].set_ylabel("top-1 video", fontsize=8)
-    fig.tight_layout()
+    add_caption(
+        fig,
+        "Text-to-video retrieval, captions as queries: the middle frame of each caption's own video, titled "
+        "with the caption and the rank that video got among all test videos"
+        + (", and below it the video ranked first." if rows == 2 else "."),
+    )
     fig.savefig(out, dpi=120)
     plt.close(fig)
     return True
@@ -206,7 +247,11 @@ def write_report(result: SuiteResult, cfg: SuiteConfig, command: str = "") -> st
         pictures.append(("Training loss of the runs", "loss.png"))
     ft = {k: v / "metrics.jsonl" for k, v in result.finetune_runs.items() if (v / "metrics.jsonl").is_file()}
     if ft:
-        plot_loss_curves(ft, out / "finetune_loss.png")
+        plot_loss_curves(
+            ft,
+            out / "finetune_loss.png",
+            caption="Fine-tuning loss (label-smoothed cross-entropy) against optimizer step, one panel per run.",
+        )
         pictures.append(("Fine-tuning loss", "finetune_loss.png"))
     for key, examples in result.examples.items():
         name = f"retrieval_{slug(key)}.png"

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from vidfm.utils import log
+from vidfm.utils import log, on_terminal
 
 
 @dataclass
@@ -99,7 +99,7 @@ def embed_videos(
     mean = torch.tensor(model.mean, device=device)
     std = torch.tensor(model.std, device=device)
     out, order = [], []
-    for batch in tqdm(loader, desc="videos", disable=not progress, leave=False):
+    for batch in tqdm(loader, desc="videos", disable=not on_terminal(progress), leave=False):
         clip = normalize(center_crop(to_float(batch["video"].to(device)), model.size), mean, std)
         out.append(model.embed_video(clip).cpu())
         order += batch["index"].tolist()

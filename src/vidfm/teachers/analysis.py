@@ -82,7 +82,7 @@ def format_similarity(results: dict[str, Similarity]) -> str:
 
 def plot_similarity(results: dict[str, Similarity], out: str | Path) -> None:
     """One heat map per teacher (shared colour scale, as the paper's figure) and the by-distance curves."""
-    from vidfm.utils import pyplot
+    from vidfm.utils import add_caption, pyplot
 
     plt = pyplot()
     n = len(results)
@@ -101,7 +101,12 @@ def plot_similarity(results: dict[str, Similarity], out: str | Path) -> None:
     ax.set_ylabel("cosine similarity")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
+    add_caption(
+        fig,
+        "Cosine similarity of each teacher's features at the same position between every pair of time steps, "
+        "averaged over positions and clips (one heat map per teacher, shared colour scale), and its mean by "
+        "temporal distance (right): the lower, the more the teacher's features change over time.",
+    )
     fig.savefig(out, dpi=120)
     plt.close(fig)
 

@@ -90,7 +90,7 @@ def open_run(path: str | Path) -> Run:
     file = path / CONFIG_FILE
     if not path.exists():
         raise RunFolderError(
-            f"run folder {path} does not exist (a run folder is the --out of vidfm pretrain)"
+            f"{path} is not a vidfm run folder: it does not exist (a run folder is the --out of vidfm pretrain)"
         )
     if not file.is_file():
         raise RunFolderError(f"{path} is not a vidfm run folder (no {CONFIG_FILE})")

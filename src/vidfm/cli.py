@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "vidfm.commands.embed",
     "vidfm.commands.convert",
     "vidfm.commands.tokenize",
+    "vidfm.commands.lavit_lm",
     "vidfm.commands.teacher",
 ]
 

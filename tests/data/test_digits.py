@@ -217,3 +217,15 @@ def test_one_frame_tells_the_digit_not_the_motion_two_frames_tell_the_motion(dig
 
     (motion_acc_2,) = train_and_test(torch.cat([x[:, 0], x[:, 2]], 1), [motion], train, epochs=3)
     assert motion_acc_2 >= 0.60, motion_acc_2
+
+
+def test_parse_caption_inverts_every_template():
+    import itertools
+
+    from vidfm.data.digits import MOTIONS, caption_for, parse_caption
+
+    for digit, motion, template in itertools.product(range(10), MOTIONS, range(5)):
+        assert parse_caption(caption_for(digit, motion, template)) == (digit, motion)
+    assert parse_caption("a 3 moving to the left moving up") == (3, None)  # two motions: none
+    assert parse_caption("the digit rotating counterclockwise") == (None, "rotate_ccw")
+    assert parse_caption("") == (None, None)

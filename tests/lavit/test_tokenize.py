@@ -1,4 +1,5 @@
-"""End to end: train the three tiny stages for a few steps, then ``vidfm tokenize`` and ``vidfm detokenize``."""
+"""End to end: the three tiny stages trained for a few steps (``runs`` in conftest), then ``vidfm tokenize`` and
+``vidfm detokenize``."""
 
 from __future__ import annotations
 
@@ -7,31 +8,10 @@ import json
 import pytest
 
 from vidfm.cli import main
-from vidfm.config import apply_overrides
 from vidfm.data.decode import probe
-from vidfm.data.digits import make_digits_motion
 from vidfm.lavit.tokenize import load_tokenizers, sequence
-from vidfm.recipes import get_recipe, load_run_config
+from vidfm.recipes import load_run_config
 from vidfm.recipes.motion_vq import MotionVQRecipe
-from vidfm.train.pretrain import pretrain as train
-
-
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("lavit")
-    manifest = make_digits_motion(root / "digits", n=6, seed=0)
-    out = {}
-    sets = [f"data.manifest={manifest}", "data.split=none", "train.steps=2", "train.batch_size=4",
-            "train.progress=false", "train.warmup_steps=0", "detokenizer.channels=[8,16,32]"]  # fmt: skip
-    # the motion stage through the command line, as the recipe's docstring says; the others from Python
-    args = ["pretrain", "--recipe", "motion_vq:tiny", "--out", str(root / "motion")]
-    assert main([*args, *(a for s in sets for a in ("--set", s))]) == 0
-    out["motion"] = root / "motion"
-    for stage, variant in (("keyframe", "keyframe-tiny"), ("detokenizer", "detokenizer-tiny")):
-        train(apply_overrides(get_recipe(f"motion_vq:{variant}"), sets), root / stage)
-        out[stage] = root / stage
-    out["video"] = root / "digits" / "videos" / "000000.mp4"
-    return out
 
 
 def test_runs_rebuild_from_their_config(runs):

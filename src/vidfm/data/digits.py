@@ -329,6 +329,18 @@ def caption_for(digit: int, motion: str, template: int) -> str:
     return _TEMPLATES[template].format(digit=digit, phrase=_PHRASES[motion], article=article)
 
 
+def parse_caption(text: str) -> tuple[int | None, str | None]:
+    """(digit, motion) named by a caption, None where it names none or several (the inverse of
+    :func:`caption_for`, for scoring generated captions): the first digit word, and the one motion whose
+    phrase occurs."""
+    words = text.lower().split()
+    digit = next((int(w) for w in words if len(w) == 1 and w.isdigit()), None)
+    joined = " ".join(words)
+    found = [m for m, p in _PHRASES.items() if f" {p} " in f" {joined} "]  # whole words: "clockwise" is
+    # not found in "counterclockwise"
+    return digit, (found[0] if len(found) == 1 else None)
+
+
 def make_digits_motion(
     out_dir: str | Path,
     n: int = 3000,

@@ -15,6 +15,7 @@ RECIPES: dict[str, str] = {
     "mae_image": "vidfm.recipes.mae_image",
     "mvd": "vidfm.recipes.mvd",
     "motion_vq": "vidfm.recipes.motion_vq",
+    "lavit_lm": "vidfm.recipes.lavit_lm",
     "finetune": "vidfm.recipes.finetune",
     "clip_image": "vidfm.recipes.clip_image",
     "umt": "vidfm.recipes.umt",

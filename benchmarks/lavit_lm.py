@@ -74,6 +74,35 @@ def clip_table(ds, text) -> tuple[torch.Tensor | None, torch.Tensor, np.ndarray,
     )
 
 
+PROMPTS = ("a handwritten 0 zooming in", "a handwritten 3 moving to the left", "a handwritten 4 moving up",
+           "a handwritten 7 rotating clockwise", "a handwritten 8 moving down", "a handwritten 9 zooming out")  # fmt: skip
+
+
+def keyframe_strip(vl: VideoLaVIT, cfg: LavitLMRecipe, path: Path, samples: int, g: torch.Generator,
+                   temperature: float, top_k: int) -> None:  # fmt: skip
+    """Keyframes rendered (keyframe tokenizer's pixel head) from visual tokens the LM sampled for each
+    prompt: one column per prompt, ``samples`` rows."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vidfm.lavit.tokenize import load_tokenizers
+
+    tok = load_tokenizers(cfg.motion_run, cfg.keyframe_run)
+    fig, axes = plt.subplots(samples, len(PROMPTS), figsize=(1.9 * len(PROMPTS), 1.9 * samples + 0.4))
+    for j, prompt in enumerate(PROMPTS):
+        visual, _ = vl.generate(prompt, samples, temperature, top_k, generator=g)
+        images = tok.keyframe.render(visual).numpy()
+        for i in range(samples):
+            axes[i, j].imshow(images[i])
+            axes[i, j].axis("off")
+        axes[0, j].set_title(prompt.replace("a handwritten ", "").replace(" ", "\n", 1), fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--manifest", required=True)
@@ -87,6 +116,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--strip", type=Path, default=Path("docs/img/lavit_lm_keyframes.png"))
     a = p.parse_args()
     torch.set_num_threads(1)
     out = Path(a.out)
@@ -187,6 +217,8 @@ def main() -> None:
         )
     )
     print("| chance (uniform) | 0.100 | 0.125 | 0.013 |")
+    keyframe_strip(vl, cfg, a.strip, 3, g, a.temperature, a.top_k)
+    print(f"strip: {a.strip}")
 
 
 if __name__ == "__main__":

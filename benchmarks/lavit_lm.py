@@ -183,18 +183,10 @@ def main() -> None:
         pm = clf_m.predict(one_hot(gm, cfg.motion_codes)) == mo
         return pd.mean(), pm.mean(), (pd & pm).mean()
 
-    def generate(model: VideoLaVIT) -> tuple[torch.Tensor, torch.Tensor]:
-        gv, gm = [], []
-        for c in caps:
-            x, y = model.generate(c, 1, a.temperature, a.top_k, generator=g)
-            gv.append(x)
-            gm.append(y)
-        return torch.cat(gv), torch.cat(gm)
-
     t0 = time.time()
-    gv, gm = generate(vl)
+    gv, gm = vl.generate(caps, 1, a.temperature, a.top_k, generator=g)
     secs = time.time() - t0
-    uv, um = generate(untrained)
+    uv, um = untrained.generate(caps, 1, a.temperature, a.top_k, generator=g)
     print(
         f"\nGeneration, {n} test captions (temperature {a.temperature}, top-k {a.top_k}; {secs / n:.2f} s per clip)\n"
     )

@@ -100,6 +100,13 @@ def test_run_reloads_and_generates_the_clip_layout(lm_run):
     visual, motion = vl.generate("a 3 moving to the left", 3, temperature=1.0, top_k=50, generator=gen)
     assert visual.shape == (3, 64) and motion.shape == (3, 8)
     assert 0 <= int(visual.min()) and int(visual.max()) < 512 and int(motion.max()) < 256
+    # Captions of different lengths batch by length; rows keep the captions' order (greedy: as one by one).
+    prompts = ["a 3 moving to the left", "a 4", "a 5 zooming in"]
+    bv, bm = vl.generate(prompts, 2, temperature=0)
+    assert bv.shape == (6, 64) and bm.shape == (6, 8)
+    for i, p in enumerate(prompts):
+        ov, om = vl.generate(p, 1, temperature=0)
+        assert torch.equal(bv[2 * i : 2 * i + 2], ov.expand(2, -1)) and torch.equal(bm[2 * i + 1], om[0])
     caps = vl.caption(visual, motion, max_len=6)
     assert len(caps) == 3 and all(w in cfg.words for c in caps for w in c.split())
     assert all(len(c.split()) <= 6 for c in vl.prior_captions(4, max_len=6, generator=gen))

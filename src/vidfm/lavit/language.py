@@ -81,21 +81,29 @@ class VideoLaVIT:
     @torch.no_grad()
     def generate(
         self,
-        caption: str,
+        captions: str | list[str],
         n: int = 1,
         temperature: float = 1.0,
         top_k: int = 0,
         generator: torch.Generator | None = None,
     ) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """Text -> ``(visual [n, Nv] or None, motion [n, Nm])`` codebook ids, sampled under the clip layout."""
-        words = self.text.encode(caption)
-        if not words:
-            raise ValueError(f"the caption {caption!r} has no words the tokenizer knows")
-        dev = self._device()
-        prompt = torch.tensor([[self.text.bos_id, *words]] * n, device=dev)
-        layout = self._layout()
-        seq = self.lm.sample(prompt, len(layout), layout, temperature, top_k, generator=generator)
-        new = seq[:, prompt.shape[1] :]
+        """Text -> ``(visual [C·n, Nv] or None, motion [C·n, Nm])`` codebook ids sampled under the clip
+        layout, ``n`` consecutive rows per caption; captions of equal token length share one batch."""
+        captions = [captions] if isinstance(captions, str) else list(captions)
+        encoded = [self.text.encode(c) for c in captions]
+        for c, words in zip(captions, encoded, strict=True):
+            if not words:
+                raise ValueError(f"the caption {c!r} has no words the tokenizer knows")
+        dev, layout = self._device(), self._layout()
+        out = torch.zeros(len(captions), n, len(layout), dtype=torch.long, device=dev)
+        for length in sorted({len(w) for w in encoded}):
+            rows = [i for i, w in enumerate(encoded) if len(w) == length]
+            prompt = torch.tensor(
+                [[self.text.bos_id, *encoded[i]] for i in rows for _ in range(n)], device=dev
+            )
+            seq = self.lm.sample(prompt, len(layout), layout, temperature, top_k, generator=generator)
+            out[rows] = seq[:, prompt.shape[1] :].reshape(len(rows), n, -1)
+        new = out.flatten(0, 1)
         visual = None
         if self.num_visual:
             visual = self.vocab.decode("visual", new[:, 1 : 1 + self.num_visual])

@@ -35,11 +35,14 @@ from typing import Literal
 
 import torch
 from torch import nn
+from torch.utils.data import Dataset
 
 from vidfm.lavit.language import VideoLaVIT, joint_vocab
 from vidfm.models.lm import CausalLM, HFTokenizer, LMConfig, TextTokenizer, WordTokenizer
+from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import pick_variant
-from vidfm.train.trainer import TrainConfig
+from vidfm.teachers.targets import LIVE, TargetSource
+from vidfm.train.config import TrainConfig
 
 
 @dataclass
@@ -58,7 +61,7 @@ class LavitLMData:
 
 
 @dataclass
-class LavitLMRecipe:
+class LavitLMRecipe(Recipe):
     """Everything one LM run needs; written to ``RUN/config.yaml``. ``words`` and the token layout
     (``visual_codes``, ``motion_codes``, ``num_visual``, ``num_motion``) are filled by :meth:`prepare` from
     the training captions and the tokenizer runs, so the run rebuilds its LM without them."""
@@ -116,7 +119,7 @@ class LavitLMRecipe:
     def vocab_size(self) -> int:
         return joint_vocab(self.text_tokenizer().size, self.visual_codes, self.motion_codes).size
 
-    def build_task(self) -> nn.Module:
+    def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.lavit_lm import LavitLMTask
 
         text = self.text_tokenizer()
@@ -124,7 +127,11 @@ class LavitLMRecipe:
         return LavitLMTask(self.lm, vocab, text.bos_id, text.eos_id, text.pad_id, self.generation_share,
                            self.loss_on)  # fmt: skip
 
-    def build_dataset(self, seed: int = 0, split: str | None = None):  # -> CaptionPairs
+    def training_data(self, seed: int) -> tuple[Dataset, None]:
+        """Caption/clip pairs; items are batched by torch's default collate."""
+        return self.build_dataset(seed=seed), None
+
+    def build_dataset(self, seed: int = 0, split: str | None = None) -> Dataset:
         """Caption/clip pairs of ``data`` (``split`` overrides ``data.split``), tokenized by the frozen runs."""
         from vidfm.lavit.dataset import ClipDataset
         from vidfm.lavit.pairs import CaptionPairs, tokenize_clips

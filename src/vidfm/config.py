@@ -131,32 +131,13 @@ def apply_overrides(cfg: T, overrides: list[str] | None) -> T:
     Raises :class:`vidfm.errors.ConfigError` naming the key, what it accepts and, for a misspelt key, the
     closest one.
     """
-    set_keys: set[str] = set()
+    exclusive: set[str] = set()  # exclusive keys set to a value so far
     for item in overrides or []:
         if "=" not in item:
             raise ConfigError(f"--set {item!r} must look like key.path=value, e.g. train.steps=100")
         key, raw = item.split("=", 1)
-        key = key.strip()
-        cfg = _set_path(cfg, key.split("."), raw, [])
-        other = _excluded_by(cfg, key.split("."))
-        if other is not None:
-            parent = key.rpartition(".")[0]
-            other_key = f"{parent}.{other}" if parent else other
-            if other_key in set_keys:
-                raise ConfigError(f"{key} and {other_key} exclude each other: set only one of them")
-            set_keys.add(key)
+        cfg = _set_path(cfg, key.strip().split("."), raw, [], exclusive)
     return cfg
-
-
-def _excluded_by(obj: Any, path: list[str]) -> str | None:
-    """The field a (just set, not None) field at ``path`` excludes, or None."""
-    for name in path[:-1]:
-        obj = getattr(obj, name)
-    f = {f.name: f for f in dataclasses.fields(obj)}[path[-1]]
-    other = f.metadata.get("excludes")
-    if other is None or getattr(obj, path[-1]) is None:
-        return None
-    return other
 
 
 def _dotted_fields(obj: Any, prefix: str = "") -> list[str]:
@@ -171,8 +152,9 @@ def _dotted_fields(obj: Any, prefix: str = "") -> list[str]:
     return keys
 
 
-def _set_path(obj: Any, path: list[str], raw: str, done: list[str]) -> Any:
-    """Set ``path`` (dotted key split, ``done`` = the part already walked) to the text ``raw``."""
+def _set_path(obj: Any, path: list[str], raw: str, done: list[str], exclusive: set[str]) -> Any:
+    """Set ``path`` (dotted key split, ``done`` = the part already walked) to the text ``raw``;
+    ``exclusive``: the exclusive keys already set to a value in this call (this one is added)."""
     name, here = path[0], ".".join(done + path[:1])
     if not dataclasses.is_dataclass(obj):
         raise ConfigError(f"cannot set {'.'.join(done + path)}: {'.'.join(done)} is a value, not a section")
@@ -187,7 +169,9 @@ def _set_path(obj: Any, path: list[str], raw: str, done: list[str]) -> Any:
         raise ConfigError(f"unknown key {wanted}{hint} ({section}: {', '.join(names)})")
     current = getattr(obj, name)
     if len(path) > 1:
-        return dataclasses.replace(obj, **{name: _set_path(current, path[1:], raw, done + path[:1])})
+        return dataclasses.replace(
+            obj, **{name: _set_path(current, path[1:], raw, done + path[:1], exclusive)}
+        )
     annotation = _field_types(type(obj))[name]
     try:
         parsed = yaml.safe_load(raw) if raw.strip() != "" else ""
@@ -202,6 +186,10 @@ def _set_path(obj: Any, path: list[str], raw: str, done: list[str]) -> Any:
         raise ConfigError(f"{here}={raw}: expected {_describe(annotation)}{detail}") from None
     other = dataclasses.fields(obj)[names.index(name)].metadata.get("excludes")
     if other is not None and value is not None:  # the exclusive partner gives way
+        other_key = ".".join(done + [other])
+        if other_key in exclusive:
+            raise ConfigError(f"{here} and {other_key} exclude each other: set only one of them")
+        exclusive.add(here)
         return dataclasses.replace(obj, **{name: value, other: None})
     return dataclasses.replace(obj, **{name: value})
 

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from vidfm.config import apply_overrides, to_dict
+from vidfm.errors import ConfigError
 from vidfm.recipes import RECIPES, get_recipe, load_run_config
 from vidfm.recipes.base import Recipe
 from vidfm.runs import open_run, upgrade_config
@@ -39,7 +40,7 @@ def test_setting_both_lr_fields_is_an_error():
         apply_overrides(get_recipe("umt"), ["train.lr=1e-3", "train.blr=1e-4"])
     with pytest.raises(ValueError, match="exactly one"):
         validate_train_config(TrainConfig(lr=1e-3, blr=1e-4))
-    with pytest.raises(ValueError, match="exactly one"):
+    with pytest.raises(ConfigError, match="exactly one"):  # a user's --set: one line, not a traceback
         validate_train_config(TrainConfig(lr=None))
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from vidfm.errors import ConfigError
 from vidfm.train.distributed import ParallelMode
 from vidfm.train.ema import EMAConfig
 
@@ -57,8 +58,8 @@ class TrainConfig:
 
 def effective_lr(cfg: TrainConfig, world_size: int) -> float:
     """The peak lr of a run with ``world_size`` processes: ``lr``, or ``blr`` × global batch / 256."""
-    if (cfg.lr is None) == (cfg.blr is None):
-        raise ValueError(
+    if (cfg.lr is None) == (cfg.blr is None):  # e.g. --set train.lr=null on a recipe without blr
+        raise ConfigError(
             "set exactly one of train.lr (absolute) and train.blr (scaled by batch / 256), "
             f"got lr={cfg.lr} and blr={cfg.blr}"
         )
@@ -69,8 +70,6 @@ def effective_lr(cfg: TrainConfig, world_size: int) -> float:
 
 def validate_train_config(cfg: TrainConfig) -> None:
     """One-line :class:`vidfm.errors.ConfigError` naming the ``train.*`` setting to change (a ``--set``)."""
-    from vidfm.errors import ConfigError
-
     effective_lr(cfg, 1)
     positive = ("steps", "batch_size", "accum_steps", "keep_last", "log_every", "max_bad_steps")
     for name in positive:

@@ -186,12 +186,10 @@ class Trainer:
 
     # ----- set-up -----
     def _freeze(self) -> None:
-        # Frozen modules stay in eval mode (no dropout/drop-path in teachers) and get no gradients.
+        # Frozen modules get no gradients; their own train() keeps them in eval mode (no dropout/drop-path
+        # in teachers) under the task's train().
         frozen = frozen_prefixes(self.task)
         self.task.train()
-        for name, module in self.task.named_modules():
-            if name.startswith(frozen):
-                module.eval()
         for name, p in self.task.named_parameters():
             if name.startswith(frozen):
                 p.requires_grad_(False)

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import importlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from vidfm.runs import Run
 
 # recipe name -> module with ``config(variant) -> dataclass``
 RECIPES: dict[str, str] = {
@@ -48,10 +51,14 @@ def recipe_class(name: str) -> type:
 def load_run_config(run_dir: str | Path) -> Any:
     """The typed recipe config a run wrote to ``RUN/config.yaml`` (old layouts upgraded by
     :func:`vidfm.runs.upgrade_config`)."""
-    from vidfm.config import config_from_dict
     from vidfm.runs import open_run
 
-    run = open_run(run_dir)
+    return _typed_config(open_run(run_dir))
+
+
+def _typed_config(run: Run) -> Any:
+    from vidfm.config import config_from_dict
+
     if run.recipe not in RECIPES:
         raise KeyError(f"{run.path / 'config.yaml'}: unknown recipe {run.recipe!r}")
     return config_from_dict(recipe_class(run.recipe), run.raw)
@@ -62,5 +69,5 @@ def load_run_encoder(run_dir: str | Path, random_init: bool = False, seed: int =
     the same config (:func:`vidfm.runs.load_encoder`); the config carries the clip size and normalisation."""
     from vidfm.runs import load_encoder
 
-    encoder, _ = load_encoder(run_dir, random_init=random_init, seed=seed)
-    return encoder, load_run_config(run_dir)
+    encoder, run = load_encoder(run_dir, random_init=random_init, seed=seed)
+    return encoder, _typed_config(run)  # the run's config.yaml as load_encoder read it

@@ -15,6 +15,9 @@ from collections.abc import Iterable
 class UserError(Exception):
     """A mistake in what the user asked for or gave: a name, a value, a path, a file."""
 
+    def __str__(self) -> str:  # the message as given, also where a builtin base (KeyError) would quote it
+        return str(self.args[0]) if self.args else ""
+
 
 class ConfigError(UserError, KeyError, ValueError):
     """A config key, value or name (recipe, variant) that does not fit.
@@ -23,16 +26,10 @@ class ConfigError(UserError, KeyError, ValueError):
     :mod:`vidfm.config` caught before this class existed.
     """
 
-    def __str__(self) -> str:  # KeyError would print the message in quotes
-        return str(self.args[0]) if self.args else ""
-
 
 class RunFolderError(UserError, FileNotFoundError):
     """A path given as a run folder that is not one (missing, or without ``config.yaml``), or a run folder
     whose recorded config disagrees with the one asked for."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -178,7 +178,7 @@ def effnet() -> MVDRecipe:
     (tubelet 2, 16 frames at 64², tube mask 0.9) predicts, at its masked tokens, ImageNet EfficientNet-Lite0's
     stride-8 map (40 channels) of ``frames[::2]`` at 64² — the student's 8×8 grid (``teachers`` extra). Image
     teacher only (λ_vid = 0): no video teacher worth distilling trains in CPU minutes (docs/mvd.md).
-    Measured against ``umt:effnet`` in README "Measured". Train from cached targets::
+    Not yet measured (README "Measured" has ``umt:effnet`` only). Train from cached targets::
 
         vidfm data cache-targets --recipe mvd:effnet --set data.manifest=M --views 1 --out runs/mvd-cache
         vidfm pretrain --recipe mvd:effnet --set data.manifest=M \\

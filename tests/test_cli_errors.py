@@ -74,6 +74,11 @@ def test_missing_run_folder(capsys, tmp_path, manifest):
     line = one_line_error(capsys, ["probe", "--checkpoint", str(tmp_path / "empty"), "--data", str(manifest),
                                    "--label", "digit"])  # fmt: skip
     assert line.endswith("is not a vidfm run folder (no config.yaml)")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "config.yaml").write_text("recipe: videomea\n")
+    line = one_line_error(capsys, ["probe", "--checkpoint", str(tmp_path / "other"), "--data", str(manifest),
+                                   "--label", "digit"])  # fmt: skip
+    assert str(tmp_path / "other") in line and "'videomea'" in line, line
 
 
 def test_misspelt_set_key(capsys, tmp_path):

@@ -21,6 +21,7 @@ import yaml
 from torch import nn
 
 from vidfm.config import config_from_dict
+from vidfm.errors import ConfigError, RunFolderError
 from vidfm.train.checkpoint import LoadResult, load_model_weights
 
 T = TypeVar("T")
@@ -74,7 +75,7 @@ class Run:
         """(Dotted) section ``name`` as dataclass ``cls``; a clear error when the run has no such section."""
         value = self.get(name)
         if not isinstance(value, dict):
-            raise ValueError(f"{self.path} is a {self.recipe!r} run: its config has no {name!r} section")
+            raise ConfigError(f"{self.path} is a {self.recipe!r} run: its config has no {name!r} section")
         return config_from_dict(cls, value)
 
     def load(self, module: nn.Module, prefix: str, strict: bool = True) -> LoadResult:
@@ -84,8 +85,6 @@ class Run:
 
 def open_run(path: str | Path) -> Run:
     """Open a run folder (only ``config.yaml`` is read here)."""
-    from vidfm.errors import RunFolderError
-
     path = Path(path)
     file = path / CONFIG_FILE
     if not path.exists():
@@ -96,7 +95,7 @@ def open_run(path: str | Path) -> Run:
         raise RunFolderError(f"{path} is not a vidfm run folder (no {CONFIG_FILE})")
     raw = yaml.safe_load(file.read_text()) or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("recipe"), str):
-        raise ValueError(f"{file}: not a vidfm run config (no 'recipe' name)")
+        raise ConfigError(f"{file}: not a vidfm run config (no 'recipe' name)")
     return Run(path, raw["recipe"], upgrade_config(raw))
 
 

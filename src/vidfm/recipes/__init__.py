@@ -9,6 +9,8 @@ import importlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vidfm.errors import ConfigError
+
 if TYPE_CHECKING:
     from vidfm.runs import Run
 
@@ -31,7 +33,7 @@ RECIPES: dict[str, str] = {
 
 def get_recipe(spec: str) -> Any:
     """``"videomae"`` or ``"videomae:tiny"`` -> the recipe's config dataclass."""
-    from vidfm.errors import ConfigError, did_you_mean
+    from vidfm.errors import did_you_mean
 
     name, colon, variant = spec.partition(":")
     if name not in RECIPES:
@@ -44,7 +46,7 @@ def get_recipe(spec: str) -> Any:
 def recipe_class(name: str) -> type:
     """The config dataclass of recipe ``name``."""
     if name not in RECIPES:
-        raise KeyError(f"unknown recipe {name!r}; known: {sorted(RECIPES)}")
+        raise ConfigError(f"unknown recipe {name!r} (recipes: {', '.join(RECIPES)})")
     return type(importlib.import_module(RECIPES[name]).config(""))
 
 
@@ -60,7 +62,9 @@ def _typed_config(run: Run) -> Any:
     from vidfm.config import config_from_dict
 
     if run.recipe not in RECIPES:
-        raise KeyError(f"{run.path / 'config.yaml'}: unknown recipe {run.recipe!r}")
+        raise ConfigError(
+            f"{run.path / 'config.yaml'}: unknown recipe {run.recipe!r} (recipes: {', '.join(RECIPES)})"
+        )
     return config_from_dict(recipe_class(run.recipe), run.raw)
 
 

@@ -300,8 +300,9 @@ def run_cache_clips(args: argparse.Namespace) -> int:
         src = Path(args.manifest)
         records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
     except (DataError, ValueError) as e:
-        print(f"vidfm data cache-clips: {e}")
-        return 2
+        from vidfm.errors import UserError
+
+        raise UserError(str(e)) from e
     t0 = time.perf_counter()
     index = write_clip_store(
         records, args.out, sampling, args.short_side, args.clips_per_video, workers=args.workers

@@ -16,7 +16,6 @@ Nyquist, natural log floored at float32 epsilon; no dither.
 
 from __future__ import annotations
 
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-log = logging.getLogger("vidfm")
+from vidfm.utils import log
 
 SAMPLE_RATE = 16_000
 FBANK_MEAN, FBANK_STD = 15.41663, 6.55582  # BEATs / InternVideo2 normalisation constants

@@ -200,9 +200,8 @@ def block_starts(
     """[B, num_blocks, 3] uniformly random (t, h, w) corners of blocks of ``size`` that fit in ``grid``."""
     highs = [g - s + 1 for g, s in zip(grid, size, strict=True)]
     u = torch.rand(batch, num_blocks, 3, generator=generator, device=generator.device)
-    return (
-        (u * torch.tensor(highs, device=u.device)).long().clamp_max(torch.tensor(highs, device=u.device) - 1)
-    )
+    high = torch.tensor(highs, device=u.device)
+    return (u * high).long().clamp_max(high - 1)
 
 
 def blocks_to_masked(

@@ -233,25 +233,22 @@ def multiblock_mask(
     (t, h, w) order (the official ``[:min_keep_enc]``). The official code drops the cut tokens from both sets;
     here they join ``masked`` (a :class:`Mask` partitions the clip), so a few more tokens are predicted.
     """
-    device = torch.device(device)
     size = block_size(cfg, grid, generator)
-    masked = blocks_to_masked(block_starts(batch, cfg.num_blocks, size, grid, generator), size, grid).to(
-        device
-    )
-    for _ in range(100):  # a sample with no context left is drawn again (rare: blocks rarely tile the clip)
+    n = math.prod(grid)
+    masked = torch.ones(batch, n, dtype=torch.bool, device=device)  # no context yet: every sample is drawn
+    # The first pass draws every sample; a sample with no context left is drawn again, up to 100 times (rare:
+    # blocks rarely tile the clip).
+    for _ in range(101):
         empty = masked.all(dim=1)
         if not bool(empty.any()):
             break
-        redraw = blocks_to_masked(
-            block_starts(int(empty.sum()), cfg.num_blocks, size, grid, generator), size, grid
-        )
-        masked[empty] = redraw.to(device)
+        starts = block_starts(int(empty.sum()), cfg.num_blocks, size, grid, generator)
+        masked[empty] = blocks_to_masked(starts, size, grid).to(device)
     else:
         raise ValueError(f"multi-block mask {cfg} covers the whole {grid} grid; use smaller blocks")
     context = ~masked  # [B,N]
     keep = int(context.sum(dim=1).min())
     context &= context.cumsum(dim=1) <= keep  # the first ``keep`` context tokens of each sample
-    n = masked.shape[1]
     visible = context.nonzero()[:, 1].view(batch, keep)  # row-major nonzero: sorted per sample
     return Mask(visible, (~context).nonzero()[:, 1].view(batch, n - keep))
 

@@ -98,7 +98,6 @@ def write_clip_store(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = list(dict.fromkeys(r.path for r in records))
-    vid_of = {p: i for i, p in enumerate(paths)}
     jobs = [(i, p, sampling, short_side, clips_per_video) for i, p in enumerate(paths)]
     videos: list[dict[str, Any] | None] = [None] * len(paths)
     failed: list[dict[str, str]] = []
@@ -114,27 +113,25 @@ def write_clip_store(
             videos[vid] = {"path": paths[vid], "first": rows, "count": len(clips), "frames": indices}
             rows += len(clips)
     os.replace(tmp, out / CLIPS_FILE)
+    stored = [v for v in videos if v is not None]
+    video_id = {v["path"]: k for k, v in enumerate(stored)}  # records of a failed video get -1
     index = {
         "version": _VERSION,
         "sampling": {"mode": sampling.mode, "num_frames": sampling.num_frames, "stride": sampling.stride},
         "short_side": short_side,
         "shape": [rows, sampling.num_frames, short_side, short_side, 3],
-        "videos": [v for v in videos if v is not None],
+        "videos": stored,
         "failed": failed,
         "classes": dict(getattr(records, "classes", {})),
         "records": [
-            {"video": vid_of[r.path], "labels": r.labels, "caption": r.caption, "split": r.split}
+            {"video": video_id.get(r.path, -1), "labels": r.labels, "caption": r.caption, "split": r.split}
             for r in records
         ],
     }
-    # Records point at video ids among ALL paths; renumber to the stored videos (failed ones -> -1).
-    stored = {v["path"]: k for k, v in enumerate(index["videos"])}
-    for rec in index["records"]:
-        rec["video"] = stored.get(paths[rec["video"]], -1)
     atomic_write_text(out / INDEX_FILE, json.dumps(index) + "\n")
     log.info(
         "clip store %s: %d clips of %d videos (%.1f MB), %d failed",
-        out, rows, len(index["videos"]), rows * int(np.prod(index["shape"][1:])) / 1e6, len(failed),
+        out, rows, len(stored), rows * int(np.prod(index["shape"][1:])) / 1e6, len(failed),
     )  # fmt: skip
     return index
 

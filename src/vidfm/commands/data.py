@@ -218,13 +218,12 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_shard(args: argparse.Namespace) -> int:
-    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.datasets import DataError, source_records
     from vidfm.data.shards import parse_size, write_shards
 
     try:
         size = parse_size(args.size)
-        src = Path(args.manifest)
-        records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
+        records = source_records(args.manifest, args.split)
     except (DataError, ValueError) as e:
         from vidfm.errors import UserError
 
@@ -292,13 +291,12 @@ def run_cache_clips(args: argparse.Namespace) -> int:
     import time
 
     from vidfm.data.clip_store import write_clip_store
-    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.datasets import DataError, source_records
     from vidfm.data.sampling import SamplingConfig
 
     try:
         sampling = SamplingConfig(mode=args.sampling, num_frames=args.frames, stride=args.stride)
-        src = Path(args.manifest)
-        records = read_manifest(src, split=args.split) if src.suffix == ".csv" else folder_records(src)
+        records = source_records(args.manifest, args.split)
     except (DataError, ValueError) as e:
         from vidfm.errors import UserError
 

@@ -37,7 +37,7 @@ def build_dataset(
     ``train``: random clips (pre-training) or deterministic, evenly spaced test clips (features, probes);
     ``crop_square=False`` keeps the full frame for multi-crop testing.
     """
-    from vidfm.data.datasets import VideoDataset, folder_records, read_manifest
+    from vidfm.data.datasets import VideoDataset, source_records
     from vidfm.data.sampling import SamplingConfig
 
     if cfg.clip_store and crop_square:
@@ -51,10 +51,7 @@ def build_dataset(
             "data.manifest is not set: --set data.manifest=PATH (a CSV manifest or a class-per-folder root)"
         )
     split = cfg.split if split is None else split
-    if cfg.manifest.endswith(".csv"):
-        records = read_manifest(cfg.manifest, split=split)
-    else:
-        records = folder_records(cfg.manifest)
+    records = source_records(cfg.manifest, split)
     sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
     return VideoDataset(
         records,
@@ -87,11 +84,11 @@ def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, worker
     from pathlib import Path
 
     from vidfm.data.clip_store import read_store_index, store_matches, write_clip_store
-    from vidfm.data.datasets import DataError, folder_records, read_manifest
+    from vidfm.data.datasets import DataError, source_records
     from vidfm.data.sampling import SamplingConfig
 
     sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
-    records = read_manifest(cfg.manifest) if cfg.manifest.endswith(".csv") else folder_records(cfg.manifest)
+    records = source_records(cfg.manifest)
     try:
         index = read_store_index(root)
         stored = {v["path"] for v in index["videos"]} | {f["path"] for f in index["failed"]}

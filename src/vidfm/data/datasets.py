@@ -134,6 +134,12 @@ def folder_records(root: str | Path) -> Records:
     return records
 
 
+def source_records(source: str | Path, split: str | None = None) -> Records:
+    """Records of a CSV manifest (``split`` rows only, when given) or of a class-per-folder root (every video:
+    folders have no split)."""
+    return read_manifest(source, split=split) if str(source).endswith(".csv") else folder_records(source)
+
+
 def group_captions(records: list[VideoRecord]) -> tuple[list[VideoRecord], list[list[str]]]:
     """One record per distinct path (first-seen order) and, aligned with it, that video's captions, for
     text-video retrieval (caption ``j`` of video ``i`` matches video ``i``)."""

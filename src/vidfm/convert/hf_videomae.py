@@ -82,10 +82,6 @@ def hf_mask_to_indices(bool_masked_pos: torch.Tensor) -> tuple[torch.Tensor, tor
     return order[~bool_masked_pos].view(b, -1), order[bool_masked_pos].view(b, -1)
 
 
-# Kept under its old name for the converters that import it; the reader lives in vidfm.io.
-_read_folder = read_hf_folder
-
-
 def _blocks_from_hf(sd: StateDict, src: str, dst: str, depth: int, qv: bool) -> StateDict:
     """Pop HF blocks ``{src}i.*`` from ``sd`` and return them as vidfm blocks ``{dst}i.*``."""
     out: StateDict = {}
@@ -149,7 +145,7 @@ def from_hf_videomae(
         config = model_or_path.config.to_dict()
         raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
     else:
-        config, raw = _read_folder(Path(model_or_path))
+        config, raw = read_hf_folder(Path(model_or_path))
     if config.get("model_type", "videomae") != "videomae":
         raise ValueError(f"model_type {config.get('model_type')!r} is not 'videomae'")
     c = {**HF_DEFAULTS, **config}

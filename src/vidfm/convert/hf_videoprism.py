@@ -39,8 +39,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidfm.convert.hf_videomae import _read_folder
 from vidfm.convert.videomae import Converted, StateDict
+from vidfm.io import read_hf_folder
 from vidfm.models.encoder import EncoderConfig
 
 # VideoPrismVisionConfig defaults (transformers ``configuration_videoprism.py``), for config.json files that
@@ -128,7 +128,7 @@ def from_hf_videoprism(model_or_path: nn.Module | str | Path) -> Converted:
         config = model_or_path.config.to_dict()
         raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
     else:
-        config, raw = _read_folder(Path(model_or_path))
+        config, raw = read_hf_folder(Path(model_or_path))
     if config.get("model_type") not in MODEL_TYPES:
         raise ValueError(
             f"model_type {config.get('model_type')!r} is not HF VideoPrism ({', '.join(MODEL_TYPES)})"

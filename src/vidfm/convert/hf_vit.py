@@ -29,8 +29,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidfm.convert.hf_videomae import _blocks_from_hf, _read_folder, _square
+from vidfm.convert.hf_videomae import _blocks_from_hf, _square
 from vidfm.convert.videomae import Converted, StateDict, count_blocks, encoder_config
+from vidfm.io import read_hf_folder
 from vidfm.utils import log
 
 MODEL_TYPES = ("vit", "vit_mae")
@@ -95,7 +96,7 @@ def from_hf_vit(model_or_path: nn.Module | str | Path) -> Converted:
         config = model_or_path.config.to_dict()
         raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
     else:
-        config, raw = _read_folder(Path(model_or_path))
+        config, raw = read_hf_folder(Path(model_or_path))
     kind = config.get("model_type")
     if kind not in MODEL_TYPES:
         raise ValueError(f"model_type {kind!r} is not an HF image ViT ({', '.join(MODEL_TYPES)})")

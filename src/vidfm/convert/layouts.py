@@ -142,14 +142,6 @@ def resolve_heads(
     return found
 
 
-def mlp_ratio(width: int, hidden: int) -> float:
-    """The MLP ratio giving exactly ``hidden`` (``int(width * ratio)``, as vidfm's blocks compute it)."""
-    ratio = hidden / width
-    if int(width * ratio) != hidden:
-        raise ValueError(f"MLP hidden size {hidden} is not representable as width {width} × a ratio")
-    return ratio
-
-
 def check_table(stored: torch.Tensor, expected: torch.Tensor, name: str, hint: str) -> bool:
     """Whether a stored fixed position table equals the one vidfm recomputes; a row-count mismatch is an
     error (``hint`` names the arguments that set the grid)."""
@@ -167,7 +159,6 @@ __all__ = [
     "REGISTERED",
     "WRAPPERS",
     "check_table",
-    "mlp_ratio",
     "read_checkpoint_file",
     "resolve_heads",
     "unwrap",

@@ -277,9 +277,10 @@ def load_encoder(path: str | Path, fmt: str = "auto", **official: Any) -> VideoE
     """A ready :class:`VideoEncoder` (eval mode) from a vidfm run/folder/safetensors file, an HF (VideoMAE or
     VideoPrism vision) folder or an
     official VideoMAE ``.pth``, detected automatically (see :func:`read_checkpoint`)."""
-    if (detect_format(path) if fmt == "auto" else fmt) not in ("hf", "vidfm"):
+    kind = detect_format(path) if fmt == "auto" else fmt  # detected once, handed on
+    if kind not in ("hf", "vidfm"):
         official = {**official, "encoder_only": True}  # a feature extractor needs no decoder (nor its heads)
-    conv = read_checkpoint(path, fmt, **official)
+    conv = read_checkpoint(path, kind, **official)
     if conv.layout == "clip":
         raise ValueError(f"{path} holds a CLIP tower: load it as a CLIP teacher (load_clip_teacher)")
     return build_models(

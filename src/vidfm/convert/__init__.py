@@ -156,8 +156,8 @@ def load_vidfm_checkpoint(path: str | Path) -> Converted:
     return Converted(config_from_dict(EncoderConfig, enc), decoder, state, extras)
 
 
-def _clip(obj: dict, heads: int | None = None, **_: Any) -> Converted:
-    cfg, state = from_openai_clip(obj, heads=heads)
+def _clip(cfg: CLIPVisionConfig, state: StateDict) -> Converted:
+    """A CLIP tower (OpenAI or HF weights) in the ``clip`` layout: ``visual.*`` keys and its tower config."""
     return Converted(cfg.encoder, None, {f"visual.{k}": v for k, v in state.items()}, {}, "clip", cfg)
 
 
@@ -197,7 +197,7 @@ OFFICIAL_LAYOUTS: dict[str, tuple[Callable[[StateDict], bool], Callable[..., Con
         lambda obj, **o: from_official_umt(obj, **_only(_V8(o), "heads", "num_frames", "img_size")),
     ),
     "mae": (is_official_mae, lambda obj, **o: from_official_mae(obj, **_only(o, "heads"))),
-    "clip": (is_openai_clip, _clip),
+    "clip": (is_openai_clip, lambda obj, **o: _clip(*from_openai_clip(obj, **_only(o, "heads")))),
     "videomae": (
         is_official_videomae,
         lambda obj, **o: from_official_videomae(
@@ -259,8 +259,7 @@ def read_checkpoint(path: str | Path, fmt: str = "auto", **options: Any) -> Conv
         if is_hf_videoprism(path):
             return from_hf_videoprism(path)
         if mtype in ("clip", "clip_vision_model"):
-            cfg, state = from_hf_clip(path)
-            return Converted(cfg.encoder, None, {f"visual.{k}": v for k, v in state.items()}, {}, "clip", cfg)
+            return _clip(*from_hf_clip(path))
         if mtype in ("vit", "vit_mae"):
             return from_hf_vit(path)
         return Converted(*from_hf_videomae(path), {})

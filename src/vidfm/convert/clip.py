@@ -254,8 +254,6 @@ def load_openai_state_dict(path: str | Path) -> StateDict:
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
         except RuntimeError:
             raise ValueError(f"{path}: neither a state dict nor a TorchScript CLIP archive ({err})") from None
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a dict of tensors, got {type(state).__name__}")
     return unwrap(state, str(path))[0]
 
 

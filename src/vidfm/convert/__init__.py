@@ -133,10 +133,10 @@ def load_vidfm_checkpoint(path: str | Path) -> Converted:
             f"no {CONFIG} found for {weights} (looked in its metadata and 4 parent folders)"
         )
     data = yaml.safe_load(text) or {}
+    extras_file = weights.parent / EXTRAS
+    extras = load_tensors(extras_file) if extras_file.is_file() else {}
     if isinstance(data, dict) and data.get("layout", "videomae") != "videomae" and "encoder" in data:
         cfg = config_from_dict(CheckpointConfig, data)  # a converted mvd/umt/clip folder: read as written
-        extras_file = weights.parent / EXTRAS
-        extras = load_tensors(extras_file) if extras_file.is_file() else {}
         return Converted(cfg.encoder, cfg.decoder, load_tensors(weights), extras, cfg.layout, cfg.tower)
     enc = _find_section(data, "encoder", EncoderConfig)
     if enc is None:
@@ -147,8 +147,6 @@ def load_vidfm_checkpoint(path: str | Path) -> Converted:
     if other:
         log.info("%s: ignoring non-encoder/decoder tensors %s", weights, sorted(other)[:8])
     decoder = config_from_dict(DecoderConfig, dec) if dec is not None and dec_sd else None
-    extras_file = weights.parent / EXTRAS
-    extras = load_tensors(extras_file) if extras_file.is_file() else {}
     if dec_sd and decoder is None:
         log.info("%s: decoder weights without a decoder config are left out", weights)
     keep = ("encoder.", "decoder.") if decoder is not None else ("encoder.",)

@@ -22,7 +22,8 @@ import argparse
 
 FORMAT_HELP = (
     "auto (default): detect (HF folder, vidfm folder/run, else an official file whose layout is detected); "
-    "hf; vidfm; official: detect the official layout; or name one: mvd, umt, mae, clip, videomae"
+    "hf; vidfm; official: detect the official layout; or name one: "
+    "internvideo2, mvd, umt, mae, clip, videomae"
 )
 
 
@@ -31,10 +32,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert checkpoints between HF transformers, the official layouts and vidfm",
         description="Convert a checkpoint: HF VideoMAE/VideoPrism/ViT/ViTMAE/CLIP folders; official VideoMAE, "
-        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student and OpenAI/UMT CLIP files (wrapped in "
-        "model/module/state_dict/model_ema or not). vidfm output: OUT/model.safetensors + OUT/config.yaml "
-        "(+ OUT/extras.safetensors for a fine-tuned classifier); HF output: save_pretrained; official output: "
-        "OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT students.",
+        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student, InternVideo2 stage-1/2 vision and "
+        "OpenAI/UMT CLIP files (wrapped in model/module/state_dict/model_ema or not). vidfm output: "
+        "OUT/model.safetensors + OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF "
+        "output: save_pretrained; official output: OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT "
+        "students.",
     )
     p.add_argument("src", help="HF folder, official checkpoint file, vidfm run/folder/safetensors file")
     p.add_argument("out", help="output folder")
@@ -45,7 +47,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("sizes no official file stores (an ambiguous case is an error naming these)")
     g.add_argument("--heads", type=int, default=None, help="encoder heads (default: the official model's)")
     g.add_argument("--decoder-heads", type=int, default=None, help="decoder heads (default: the official's)")
-    g.add_argument("--num-frames", type=int, default=None, help="frames of the training clip (16; UMT 8)")
+    g.add_argument(
+        "--num-frames", type=int, default=None, help="frames of the training clip (16; UMT, InternVideo2 8)"
+    )
     g.add_argument("--img-size", type=int, default=224, help="image size of the training clip")
     p.set_defaults(handler=run)
 

@@ -207,9 +207,7 @@ def test_sizes_are_asked_for_not_guessed() -> None:
     assert (conv.decoder.width, conv.decoder.heads) == (48, 3)
     masked_bool, visible, masked = mask_parts()
     mods = build_converted(conv)
-    from vidfm.tasks.mae_image import decoder_sincos_3d
-
-    dec = decoder_sincos_3d(mods["decoder_video"], GRID, time_first=True)
+    dec = mods["decoder_video"]
     with torch.no_grad():
         want = reference_forward(narrow, video(), masked_bool, HEADS, 3)["vid"]
         got = dec(mods["encoder"](video(), visible=visible).tokens, visible, masked)

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
 from vidfm.convert.videomae import LAYOUTS, Converted, StateDict, build_models, load_checked
 from vidfm.models.clip_vision import CLIPVisionTower
-from vidfm.models.decoder import MaskedDecoder
+from vidfm.models.decoder import MaskedDecoder, sincos_3d_like
 from vidfm.models.encoder import VideoEncoder
 from vidfm.models.heads import AlignHead
 
@@ -14,8 +16,8 @@ from vidfm.models.heads import AlignHead
 def build_converted(conv: Converted) -> dict[str, nn.Module]:
     """The modules of a converted checkpoint by top-level key prefix, weights loaded strictly.
 
-    ``videomae``: encoder (+ decoder); ``mvd``: encoder + ``decoder_image``/``decoder_video`` (those present;
-    their 3-D sincos tables are the task's to set, :func:`vidfm.tasks.mae_image.decoder_sincos_3d`); ``umt``:
+    ``videomae``: encoder (+ decoder); ``mvd``: encoder + ``decoder_image``/``decoder_video`` (those present,
+    with the 3-D sincos tables :class:`~vidfm.tasks.mvd.MVDTask` gives them); ``umt``:
     encoder + ``align_heads`` (a ModuleList of :class:`~vidfm.models.heads.AlignHead`); ``clip``: ``visual``.
     """
     if conv.layout not in LAYOUTS:
@@ -43,13 +45,14 @@ def build_converted(conv: Converted) -> dict[str, nn.Module]:
             raise ValueError(
                 f"an mvd checkpoint holds a decoder config and decoder_image/decoder_video keys, got {sorted(groups)}"
             )
+        dec_cfg = replace(conv.decoder, pos_embed=sincos_3d_like(conv.encoder.pos_embed))
         width = conv.decoder.width or encoder.width
         heads = conv.decoder.heads or conv.encoder.dims()[2]
         for name, sd in groups.items():
             if "head.weight" not in sd:
                 raise ValueError(f"{name} has no head.weight")
             dec = MaskedDecoder(
-                encoder.width, conv.decoder, width, heads, sd["head.weight"].shape[0], encoder.grid
+                encoder.width, dec_cfg, width, heads, sd["head.weight"].shape[0], encoder.grid
             )
             load_checked(dec, sd, name)
             out[name] = dec.eval()

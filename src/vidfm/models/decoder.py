@@ -39,7 +39,8 @@ class DecoderConfig:
     (:data:`DECODER_SIZES`); qkv_bias as :class:`vidfm.layers.Attention`; final_norm_eps: epsilon of the
     last norm when it differs from the blocks' (HF VideoMAE); in_bias: a bias on the input projection (off
     in VideoMAE's ``encoder_to_decoder``, on in MVD's ``down_img``/``down_vid``, official
-    ``modeling_student.py``, and in V-JEPA's ``predictor_embed``); pos_embed: the fixed position table;
+    ``modeling_student.py``, and in V-JEPA's ``predictor_embed``); pos_embed: the fixed position table
+    (``sincos_3d_mvd``: 3-D with MVD's channel order, see :func:`~vidfm.layers.pos_embed.sincos_3d`);
     mask_tokens: how many learned mask tokens (V-JEPA: one per mask kind, chosen by ``mask_index``);
     zero_mask_token: start them at zero (V-JEPA ``zero_init_mask_tokens``) instead of N(0, 0.02²)."""
 
@@ -52,9 +53,15 @@ class DecoderConfig:
     final_norm_eps: float | None = None  # None = norm_eps; HF VideoMAE's decoder norm always uses 1e-5
     drop_path: float = 0.0
     in_bias: bool = False
-    pos_embed: Literal["sincos_1d", "sincos_3d"] = "sincos_1d"
+    pos_embed: Literal["sincos_1d", "sincos_3d", "sincos_3d_mvd"] = "sincos_1d"
     mask_tokens: int = 1
     zero_mask_token: bool = False
+
+
+def sincos_3d_like(encoder_pos_embed: str) -> Literal["sincos_3d", "sincos_3d_mvd"]:
+    """The 3-D decoder table in the channel order of the encoder's: MVD's order (official
+    ``get_3d_sincos_pos_embed``, time channels first) unless the encoder uses vidfm's own ``sincos_3d``."""
+    return "sincos_3d" if encoder_pos_embed == "sincos_3d" else "sincos_3d_mvd"
 
 
 def decoder_dims(cfg: DecoderConfig, encoder_size: str) -> tuple[int, int]:
@@ -95,9 +102,10 @@ class MaskedDecoder(nn.Module):
         self.encoder_to_decoder = nn.Linear(in_dim, width, bias=cfg.in_bias)
         # [K,1,width]: with K = 1 the shape every VideoMAE/MVD checkpoint has.
         self.mask_token = nn.Parameter(torch.zeros(cfg.mask_tokens, 1, width))
-        table = (
-            sincos_1d(math.prod(grid), width) if cfg.pos_embed == "sincos_1d" else sincos_3d(self.grid, width)
-        )
+        if cfg.pos_embed == "sincos_1d":
+            table = sincos_1d(math.prod(grid), width)
+        else:
+            table = sincos_3d(self.grid, width, time_first=cfg.pos_embed == "sincos_3d_mvd")
         self.register_buffer("pos_embed", table[None], persistent=False)
         rates = [cfg.drop_path * i / max(cfg.depth - 1, 1) for i in range(cfg.depth)]
         self.blocks = nn.ModuleList(

@@ -12,11 +12,12 @@ patch tokens without the class token, and its input projection has no bias.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig, VideoAugment
-from vidfm.layers.pos_embed import sincos_3d
 from vidfm.masking import MaskConfig, make_mask
 from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
 from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
@@ -44,22 +45,6 @@ def mae_pixel_target(
         mu, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
         patches = (patches - mu) / (var + eps) ** 0.5
     return patches
-
-
-def decoder_sincos_3d(
-    decoder: MaskedDecoder, grid: tuple[int, int, int], time_first: bool = False
-) -> MaskedDecoder:
-    """Give a :class:`MaskedDecoder` a separable sincos position table over ``grid`` in place of its 1-D one.
-
-    MAE's decoder uses 2-D sincos (``decoder_pos_embed``, ``models_mae.py``), MVD's feature decoders 3-D
-    sincos (``pos_embed_img``/``pos_embed_vid``, ``modeling_student.py``); with T=1 the 3-D table is the
-    2-D one plus constant time channels. ``time_first``: MVD's channel order (see
-    :func:`~vidfm.layers.pos_embed.sincos_3d`).
-    """
-    width = decoder.pos_embed.shape[-1]
-    table = sincos_3d(tuple(grid), width, time_first)[None]
-    decoder.pos_embed = table.to(decoder.pos_embed)  # replaces the buffer
-    return decoder
 
 
 class MAEImageTask(nn.Module):
@@ -93,8 +78,10 @@ class MAEImageTask(nn.Module):
         self.normalize_target = normalize_target
         width, heads = decoder_dims(decoder, encoder.size)
         out_dim = encoder.in_chans * self.encoder.patch**2
+        # MAE's decoder table is 2-D sincos (``decoder_pos_embed``, ``models_mae.py``): with T=1 the 3-D
+        # table is the 2-D one plus constant time channels.
+        decoder = replace(decoder, pos_embed="sincos_3d")
         self.decoder = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
-        decoder_sincos_3d(self.decoder, self.encoder.grid)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]

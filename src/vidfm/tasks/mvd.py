@@ -12,15 +12,16 @@ same recipe with one λ at 0.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig, VideoAugment
 from vidfm.masking import MaskConfig, make_mask
-from vidfm.models.decoder import DecoderConfig, MaskedDecoder
+from vidfm.models.decoder import DecoderConfig, MaskedDecoder, sincos_3d_like
 from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
 from vidfm.objectives.distill import FeatureLoss, feature_loss, layer_norm_target
-from vidfm.tasks.mae_image import decoder_sincos_3d
 from vidfm.teachers.align import AlignMode, align_tokens, target_dim, teacher_frames
 from vidfm.teachers.base import Teacher
 
@@ -65,6 +66,9 @@ class MVDTask(nn.Module):
         self.tubelet = encoder.tubelet
         width = decoder.width or self.encoder.width
         heads = decoder.heads or encoder.dims()[2]
+        # Official MVD's decoder tables come from its get_3d_sincos_pos_embed (pos_embed_img/pos_embed_vid,
+        # time channels first); an encoder with vidfm's own 3-D order gets decoders in that order.
+        decoder = replace(decoder, pos_embed=sincos_3d_like(encoder.pos_embed))
         self.weights: dict[str, float] = {}
         for name, teacher, weight in (
             ("image", image_teacher, image_weight),
@@ -81,10 +85,7 @@ class MVDTask(nn.Module):
             dec = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
             # Teachers are Frozen modules (vidfm.layers.frozen): never optimised, never saved.
             setattr(self, f"teacher_{name}", teacher)
-            # Official MVD's decoder tables come from its get_3d_sincos_pos_embed (time channels first);
-            # an encoder with vidfm's own 3-D order gets decoders in that order.
-            time_first = encoder.pos_embed != "sincos_3d"
-            setattr(self, f"decoder_{name}", decoder_sincos_3d(dec, self.encoder.grid, time_first))
+            setattr(self, f"decoder_{name}", dec)
             self.weights[name] = float(weight)
         if not self.weights:
             raise ValueError("both teacher weights are 0: MVD has nothing to distil")

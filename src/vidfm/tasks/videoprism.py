@@ -19,6 +19,7 @@ w_global·L_global``; ``shuffle=False`` and ``global_weight=0`` are the paper's 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -34,7 +35,6 @@ from vidfm.models.text import TextEncoderConfig
 from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
 from vidfm.objectives.distill import FeatureLoss, feature_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
-from vidfm.tasks.mae_image import decoder_sincos_3d
 from vidfm.teachers.base import Teacher, TeacherOutput
 
 
@@ -215,15 +215,16 @@ class VideoPrismStage2Task(nn.Module):
         self.token_weight, self.global_weight = float(token_weight), float(global_weight)
         self.token_loss, self.global_loss = token_loss, global_loss
         heads = encoder.dims()[2]
+        # A 3-D sincos decoder table, as the MAE-family decoders here (and MVD's feature decoders).
         dec = MaskedDecoder(
             self.encoder.width,
-            decoder,
+            replace(decoder, pos_embed="sincos_3d"),
             decoder.width or self.encoder.width,
             decoder.heads or heads,
             int(teacher.dim),
             self.encoder.grid,
         )
-        self.decoder = decoder_sincos_3d(dec, self.encoder.grid)
+        self.decoder = dec
         if self.global_weight > 0:
             self.global_head = VideoHead(self.encoder.width, pool_heads or heads, int(teacher.embed_dim))
 

@@ -27,10 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-from common import probe_encoder
+from common import digits_manifest, probe_encoder
 
 from vidfm.config import apply_overrides
-from vidfm.data.digits import make_digits_motion
 from vidfm.eval.report import markdown_table
 from vidfm.models.encoder import VideoEncoder
 from vidfm.recipes import get_recipe
@@ -97,9 +96,7 @@ def main() -> None:
     args = p.parse_args()
     setup_logging()
     out, device = Path(args.out), default_device()
-    manifest = Path(args.manifest) if args.manifest else out / "digits-motion" / "manifest.csv"
-    if not manifest.exists():
-        make_digits_motion(manifest.parent, n=args.clips, seed=args.seed, workers=1)
+    manifest = digits_manifest(out, args.manifest, args.clips, args.seed)
     common = [f"data.manifest={manifest}", f"train.workers={args.workers}", "train.progress=false"]
     common += [f"train.seed={args.seed}", f"train.ckpt_every={args.every}", "train.keep_last=100"]
     common += [f"train.log_every={math.gcd(10, args.every)}"]  # a cost mark at every checkpoint

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import resource
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -17,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from vidfm.utils import cpu_seconds
 
 
 def sync(device: torch.device) -> None:
@@ -96,13 +97,6 @@ def print_table(header: list[str], rows: list[list[object]]) -> None:
 
 # ----------------------------------------------------------------------------- accuracy benchmarks
 LABELS = ("digit", "motion")  # digits-motion's label columns
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and of its children that have exited (the trainer's data workers)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def train_run(recipe: str, sets: list[str], run_dir: Path) -> dict[str, float]:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from vidfm.demo_stages import DemoConfig, probe_rows, train_stage
-from vidfm.utils import default_device, log
+from vidfm.utils import cpu_seconds, default_device, log
 
 # One line per row of the table: what the encoder is (printed under the table, in its order).
 ROW_MEANING = {
@@ -157,14 +157,6 @@ def baseline_rows(
         "VideoMAE pre-trained", task.encoder, cfg, manifest, demo, weights=run_dir, notes=notes
     )
     return rows
-
-
-def cpu_seconds() -> float:
-    """CPU seconds of this process and its finished children (decoding workers), user + system."""
-    import resource
-
-    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 @torch.no_grad()

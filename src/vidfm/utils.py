@@ -33,6 +33,14 @@ def on_terminal(progress: bool = True) -> bool:
     return progress and sys.stderr.isatty()
 
 
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its children that have exited (data workers), user + system."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     if not log.handlers:
         handler = _StderrHandler()

@@ -71,10 +71,11 @@ def run_demo(demo: DemoConfig) -> str:
         log.info("writing digits-motion (%d clips) to %s", demo.clips, data_dir)
         manifest = make_digits_motion(data_dir, n=demo.clips, seed=demo.seed, workers=demo.workers)
     rows: list[list] = []
+    seeds = tuple(range(demo.seed, demo.seed + 2))  # the headline students' training seeds
     if demo.distil:
         from vidfm.demo_distil import distil_rows
 
-        distil, distil_notes = distil_rows(manifest, out, demo, seeds=tuple(range(demo.seed, demo.seed + 2)))
+        distil, distil_notes = distil_rows(manifest, out, demo, seeds=seeds)
         rows += distil
         notes += distil_notes
     cfg = tiny()
@@ -105,12 +106,7 @@ def run_demo(demo: DemoConfig) -> str:
     ]
     rows += single
     curves = {"VideoMAE": run_dir / "metrics.jsonl"}
-    curves.update(
-        {
-            f"EfficientNet student, seed {s}": out / f"effnet-s{s}" / "metrics.jsonl"
-            for s in range(demo.seed, demo.seed + 2)
-        }
-    )
+    curves.update({f"EfficientNet student, seed {s}": out / f"effnet-s{s}" / "metrics.jsonl" for s in seeds})
     if demo.language:
         from vidfm.demo_language import language_rows
 

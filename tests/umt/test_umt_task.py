@@ -171,9 +171,17 @@ def test_stage2_losses_and_matching_pairs() -> None:
     assert (ids[source(video[4:8], video[:4])] != ids).all()
     assert (ids[source(text[8:], text[:4])] != ids).all()
     out["loss"].backward()
-    for name in ("vision_proj", "text_proj", "decoder", "vtm_head", "mlm_head", "align_heads", "encoder"):
-        assert any(p.grad is not None for p in getattr(task, name).parameters()), name
-    assert task.temp.grad is not None
+    for name in (
+        "contrastive.video_proj",
+        "contrastive.text_proj",
+        "decoder",
+        "vtm_head",
+        "mlm_head",
+        "align_heads",
+        "encoder",
+    ):
+        assert any(p.grad is not None for p in task.get_submodule(name).parameters()), name
+    assert task.contrastive.temp.grad is not None
 
 
 def test_stage2_weight_zero_builds_nothing() -> None:

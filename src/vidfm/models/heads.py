@@ -1,4 +1,5 @@
-"""Small heads: UMT's alignment head, the MLM head, and the dual encoder that retrieval evaluates."""
+"""Small heads: UMT's alignment head, the contrastive head, the MLM head, and the dual encoder that retrieval
+evaluates."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vidfm.objectives.contrastive import clamp_temperature_
 
 
 class AlignHead(nn.Module):
@@ -40,6 +43,49 @@ class AlignHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.norm(self.fc(x))
+
+
+class ContrastiveHead(nn.Module):
+    """The video-text contrastive head: projections into the shared space and the learnable temperature.
+
+    Official UMT ``multi_modality/models/umt.py`` (``UMT.__init__``: ``vision_proj``, ``text_proj``,
+    ``temp`` initialised at 0.07 and clamped to [0.001, 0.5] by ``clip_contrastive_temperature`` at the start
+    of every forward). One module for every task trained with VTC (CLIP-style image-text, UMT stage 2,
+    VideoPrism stage 1); the loss itself is :func:`vidfm.objectives.contrastive.vtc_loss`, called by the task
+    with :attr:`temp`.
+
+    Args:
+        text_dim: width of the pooled text state.
+        embed_dim: width E of the shared video-text space.
+        video_dim: width of the pooled video feature; None when the video side projects itself (CLIP's
+            ``proj``, VideoPrism's MAP head) and no ``video_proj`` is built.
+        temperature: initial τ.
+    """
+
+    def __init__(
+        self, text_dim: int, embed_dim: int, video_dim: int | None = None, temperature: float = 0.07
+    ) -> None:
+        super().__init__()
+        self.video_proj = nn.Linear(video_dim, embed_dim) if video_dim is not None else None
+        self.text_proj = nn.Linear(text_dim, embed_dim)
+        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+
+    def no_weight_decay(self) -> set[str]:
+        return {"temp"}
+
+    def clamp_(self) -> None:
+        """Clamp τ in place (before each training forward, as the official code)."""
+        clamp_temperature_(self.temp)
+
+    def video(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled video [B,Dv] -> [B,E] (not normalised); needs ``video_dim``."""
+        if self.video_proj is None:
+            raise ValueError("this ContrastiveHead has no video projection (built with video_dim=None)")
+        return self.video_proj(pooled)
+
+    def text(self, pooled: torch.Tensor) -> torch.Tensor:
+        """Pooled text [B,Dt] -> [B,E] (not normalised)."""
+        return self.text_proj(pooled)
 
 
 class MLMHead(nn.Module):

@@ -84,7 +84,7 @@ class CLIPImageRecipe(Recipe):
             task.embed_video,
             nn.Identity(),
             task.text_encoder,
-            task.text_proj,
+            task.contrastive.text_proj,
             task.tokenizer,
             self.augment.size,
             self.augment.mean,

@@ -114,16 +114,15 @@ class UMTStage2Recipe(Recipe):
     has_text_tower: ClassVar[bool] = True
 
     def dual_encoder(self, run_dir: str | Path) -> nn.Module:
-        """Video tower (encoder on all tokens, mean, ``vision_proj``) and text tower of a trained run."""
+        """Video tower (encoder on all tokens, mean, the video projection) and text tower of a trained run."""
         from vidfm.models.encoder import VideoEncoder
-        from vidfm.models.heads import DualEncoder
+        from vidfm.models.heads import ContrastiveHead, DualEncoder
         from vidfm.train.checkpoint import load_model_weights
 
         encoder = VideoEncoder(self.encoder)
         text_encoder, tokenizer = self.text.build()
-        vision_proj = nn.Linear(encoder.width, self.embed_dim)
-        text_proj = nn.Linear(text_encoder.width, self.embed_dim)
-        parts = {"encoder": encoder, "vision_proj": vision_proj, "text_proj": text_proj}
+        head = ContrastiveHead(text_encoder.width, self.embed_dim, encoder.width)
+        parts = {"encoder": encoder, "contrastive": head}
         if self.text.trainable:
             parts["text_encoder"] = text_encoder
         for name, module in parts.items():
@@ -131,9 +130,9 @@ class UMTStage2Recipe(Recipe):
         parts["text_encoder"] = text_encoder
         return DualEncoder(
             lambda video: encoder(video).tokens.mean(1),
-            vision_proj,
+            head.video_proj,
             text_encoder,
-            text_proj,
+            head.text_proj,
             tokenizer,
             self.augment.size,
             self.augment.mean,

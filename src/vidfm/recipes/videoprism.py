@@ -116,13 +116,13 @@ class VideoPrismStage1Recipe(Recipe):
 
 def text_dual_encoder(stage1: VideoPrismStage1Recipe, stage1_dir: str | Path, encoder, head) -> nn.Module:  # noqa: ANN001
     """A :class:`~vidfm.models.heads.DualEncoder` of a video tower ``head(encoder(video).tokens)`` and the text
-    tower (text encoder and ``text_proj``) of the stage-1 run ``stage1_dir``."""
+    tower (text encoder and the contrastive head's ``text_proj``) of the stage-1 run ``stage1_dir``."""
     from vidfm.models.heads import DualEncoder
     from vidfm.train.checkpoint import load_model_weights
 
     text_encoder, tokenizer = stage1.text.build()
     text_proj = nn.Linear(text_encoder.width, stage1.embed_dim)
-    load_model_weights(stage1_dir, text_proj, prefix="text_proj.")
+    load_model_weights(stage1_dir, text_proj, prefix="contrastive.text_proj.")
     if stage1.text.trainable:
         load_model_weights(stage1_dir, text_encoder, prefix="text_encoder.")
     parts = {"encoder": encoder, "video_head": head, "text_encoder": text_encoder, "text_proj": text_proj}

@@ -21,8 +21,9 @@ from torch import nn
 from vidfm.data.transforms import AugmentConfig, VideoAugment
 from vidfm.layers.frozen import FrozenModule
 from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower
+from vidfm.models.heads import ContrastiveHead
 from vidfm.models.text import TextEncoderConfig
-from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
+from vidfm.objectives.contrastive import vtc_loss
 
 
 def captions_of(batch: dict) -> list[str]:
@@ -45,7 +46,8 @@ def video_ids(batch: dict, device: torch.device) -> torch.Tensor:
 
 
 class CLIPImageTask(nn.Module):
-    """CLIP tower + (frozen) text encoder + text projection + temperature.
+    """CLIP tower + (frozen) text encoder + contrastive head (text projection and temperature; the tower
+    projects its own class token).
 
     Args:
         vision: the tower config (``embed_dim`` must be set: it is the shared embedding width).
@@ -71,8 +73,7 @@ class CLIPImageTask(nn.Module):
         self.visual = CLIPVisionTower(vision)
         self.augment = VideoAugment(augment)
         self.text_encoder, self.tokenizer = text.build()
-        self.text_proj = nn.Linear(self.text_encoder.width, vision.embed_dim)
-        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        self.contrastive = ContrastiveHead(self.text_encoder.width, vision.embed_dim, None, temperature)
         self.frames = frames
         self.text_frozen = not text.trainable
         self._text_cache: dict[str, torch.Tensor] = {}  # caption -> pooled text state, when frozen
@@ -80,7 +81,7 @@ class CLIPImageTask(nn.Module):
             self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
 
     def no_weight_decay(self) -> set[str]:
-        return {f"visual.{n}" for n in self.visual.no_weight_decay()} | {"temp"}
+        return {f"visual.{n}" for n in self.visual.no_weight_decay()}
 
     def embed_images(self, images: torch.Tensor) -> torch.Tensor:
         """Normalised frames [N,C,1,H,W] -> unit embeddings [N,E] (projected class token after ln_post)."""
@@ -102,17 +103,17 @@ class CLIPImageTask(nn.Module):
                 if len(self._text_cache) + len(missing) <= _CACHE_SIZE:
                     self._text_cache.update(zip(missing, pooled, strict=True))
                 else:
-                    return self.text_proj(self._pooled(captions, device))
+                    return self.contrastive.text(self._pooled(captions, device))
             pooled = torch.stack([self._text_cache[c].to(device) for c in captions])
-            return self.text_proj(pooled)
-        return self.text_proj(self._pooled(captions, device))
+            return self.contrastive.text(pooled)
+        return self.contrastive.text(self._pooled(captions, device))
 
     def _pooled(self, captions: list[str], device: torch.device) -> torch.Tensor:
         batch = self.tokenizer(captions, device=device)
         return self.text_encoder(batch["ids"], batch["mask"]).pooled
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clamp_temperature_(self.temp)
+        self.contrastive.clamp_()
         captions = captions_of(batch)
         clips = batch["video"]  # uint8 [B,T,H,W,C]
         b, t = clips.shape[:2]
@@ -125,4 +126,5 @@ class CLIPImageTask(nn.Module):
         image_emb = self.embed_images(video.transpose(1, 2).flatten(0, 1).unsqueeze(2))  # [B·F,E]
         text_emb = self.embed_text(captions, video.device).repeat_interleave(self.frames, dim=0)  # [B·F,E]
         idx = video_ids(batch, video.device).repeat_interleave(self.frames)
-        return {"loss": vtc_loss(image_emb, text_emb, self.temp, idx), "temp": self.temp.detach()}
+        temp = self.contrastive.temp
+        return {"loss": vtc_loss(image_emb, text_emb, temp, idx), "temp": temp.detach()}

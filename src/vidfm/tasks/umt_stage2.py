@@ -23,9 +23,9 @@ from vidfm.layers.frozen import FrozenModule
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.fusion import CrossModalDecoder
-from vidfm.models.heads import MLMHead
+from vidfm.models.heads import ContrastiveHead, MLMHead
 from vidfm.models.text import TextEncoderConfig
-from vidfm.objectives.contrastive import clamp_temperature_, similarity, vtc_loss
+from vidfm.objectives.contrastive import similarity, vtc_loss
 from vidfm.objectives.matching import matching_loss, sample_negatives
 from vidfm.objectives.mlm import IGNORE, mask_tokens, mlm_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
@@ -94,9 +94,7 @@ class UMTStage2Task(UMTTask):
         dt, dv = self.text_encoder.width, self.encoder.width
         if not text.trainable:
             self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
-        self.vision_proj = nn.Linear(dv, embed_dim)
-        self.text_proj = nn.Linear(dt, embed_dim)
-        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        self.contrastive = ContrastiveHead(dt, embed_dim, dv, temperature)
         if weights.vtm > 0 or weights.mlm > 0:
             self.decoder = CrossModalDecoder(dt, dv, fusion.depth, fusion.heads, fusion.mlp_ratio)
         if weights.vtm > 0:
@@ -106,11 +104,8 @@ class UMTStage2Task(UMTTask):
                 dt, self.text_encoder.cfg.vocab_size, self.text_encoder.cfg.layer_norm_eps
             )
 
-    def no_weight_decay(self) -> set[str]:
-        return super().no_weight_decay() | {"temp"}
-
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clamp_temperature_(self.temp)
+        self.contrastive.clamp_()
         captions = captions_of(batch)
         video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
         device = video.device
@@ -121,11 +116,11 @@ class UMTStage2Task(UMTTask):
         tokens = out.tokens  # [B,Nv,Dv] the visible tokens after the final norm
         text = self.tokenizer(captions, device=device)
         t_out = self.text_encoder(text["ids"], text["mask"])
-        v_emb = self.vision_proj(tokens.mean(1))  # [B,E]
-        t_emb = self.text_proj(t_out.pooled)
+        v_emb = self.contrastive.video(tokens.mean(1))  # [B,E]
+        t_emb = self.contrastive.text(t_out.pooled)
         idx = video_ids(batch, device)
         if self.weights.vtc > 0:
-            parts["vtc"] = vtc_loss(v_emb, t_emb, self.temp, idx)
+            parts["vtc"] = vtc_loss(v_emb, t_emb, self.contrastive.temp, idx)
         if self.weights.vtm > 0:
             parts["vtm"] = self._matching(tokens, t_out.tokens, text["mask"], v_emb, t_emb, idx, generator)
         if self.weights.mlm > 0:
@@ -134,7 +129,7 @@ class UMTStage2Task(UMTTask):
         return {
             "loss": loss,
             **{f"loss_{k}": v.detach() for k, v in parts.items()},
-            "temp": self.temp.detach(),
+            "temp": self.contrastive.temp.detach(),
         }
 
     def _matching(
@@ -150,7 +145,8 @@ class UMTStage2Task(UMTTask):
     ) -> torch.Tensor:
         """VTM on the batch: B positives, then a negative video per text and a negative text per video.
         ``head``: the two-way head (``vtm_head`` when None; InternVideo2 has one per pairing)."""
-        sim = similarity(v_emb.detach(), t_emb.detach(), self.temp.detach())  # [B,B] video -> text
+        temp = self.contrastive.temp.detach()
+        sim = similarity(v_emb.detach(), t_emb.detach(), temp)  # [B,B] video -> text
         video_neg, text_neg = sample_negatives(sim, idx, generator, hard=self.hard_negatives)
         fused = self.decoder(
             torch.cat([text, text, text[text_neg]]),

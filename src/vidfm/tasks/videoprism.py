@@ -31,8 +31,9 @@ from vidfm.layers.pooling import AttentionPool
 from vidfm.masking import MaskConfig, make_mask
 from vidfm.models.decoder import DecoderConfig, MaskedDecoder
 from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
+from vidfm.models.heads import ContrastiveHead
 from vidfm.models.text import TextEncoderConfig
-from vidfm.objectives.contrastive import clamp_temperature_, vtc_loss
+from vidfm.objectives.contrastive import vtc_loss
 from vidfm.objectives.distill import FeatureLoss, feature_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
 from vidfm.teachers.base import Teacher, TeacherOutput
@@ -60,7 +61,7 @@ class VideoHead(nn.Module):
 
 
 class VideoPrismStage1Task(nn.Module):
-    """Factorized encoder + MAP video head + text encoder and projection + temperature.
+    """Factorized encoder + MAP video head + text encoder + contrastive head (text projection, temperature).
 
     Args:
         encoder: the encoder config (``space_time="factorized"`` for VideoPrism; joint works too).
@@ -85,30 +86,27 @@ class VideoPrismStage1Task(nn.Module):
         self.augment = VideoAugment(augment)
         self.video_head = VideoHead(self.encoder.width, pool_heads or encoder.dims()[2], embed_dim)
         self.text_encoder, self.tokenizer = text.build()
-        self.text_proj = nn.Linear(self.text_encoder.width, embed_dim)
-        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        self.contrastive = ContrastiveHead(self.text_encoder.width, embed_dim, None, temperature)
         self.text_frozen = not text.trainable
         if self.text_frozen:  # frozen like a teacher: not optimised, not saved, eval mode
             self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
-
-    def no_weight_decay(self) -> set[str]:
-        return {"temp"}
 
     def embed_text(self, captions: list[str], device: torch.device) -> torch.Tensor:
         """Captions -> projected text embeddings [B,E] (not normalised)."""
         batch = self.tokenizer(captions, device=device)
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.text_frozen):
             pooled = self.text_encoder(batch["ids"], batch["mask"]).pooled
-        return self.text_proj(pooled)
+        return self.contrastive.text(pooled)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        clamp_temperature_(self.temp)
+        self.contrastive.clamp_()
         captions = captions_of(batch)
         video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
         v_emb = self.video_head(self.encoder(video).tokens)  # [B,E] MAP over all T'·H'·W' tokens
         t_emb = self.embed_text(captions, video.device)
-        loss = vtc_loss(v_emb, t_emb, self.temp, video_ids(batch, video.device))
-        return {"loss": loss, "loss_vtc": loss.detach(), "temp": self.temp.detach()}
+        temp = self.contrastive.temp
+        loss = vtc_loss(v_emb, t_emb, temp, video_ids(batch, video.device))
+        return {"loss": loss, "loss_vtc": loss.detach(), "temp": temp.detach()}
 
 
 class VideoPrismTeacher(Teacher):

@@ -153,6 +153,47 @@ def resolve_model_file(path_or_run: str | Path) -> Path:
     return ckpt / MODEL_FILE
 
 
+# Key layouts of older ``model.safetensors`` files: (marker key, renamed prefixes). A file holding the marker
+# has the old layout; each change of layout adds its entry, so checkpoints of old runs keep loading.
+_LEGACY_LAYOUTS: list[tuple[str, dict[str, str]]] = [
+    # The contrastive head (clip_image, umt_stage2, videoprism_stage1 runs) once sat at the task's top
+    # level; it is :class:`vidfm.models.heads.ContrastiveHead` under ``contrastive.`` now. A top-level
+    # ``temp`` was saved by those three tasks alone.
+    (
+        "temp",
+        {
+            "vision_proj.": "contrastive.video_proj.",
+            "text_proj.": "contrastive.text_proj.",
+            "temp": "contrastive.temp",
+        },
+    ),
+]
+
+
+def upgrade_names(names: list[str]) -> list[str]:
+    """Parameter/state names of any vidfm version -> the current layout (same order; a name already current,
+    or of a layout without the marker, is kept)."""
+    present = set(names)
+    for marker, renames in _LEGACY_LAYOUTS:
+        if marker not in present:
+            continue
+        names = [_rename(n, renames) for n in names]
+        present = set(names)
+    return names
+
+
+def _rename(name: str, renames: dict[str, str]) -> str:
+    for old, new in renames.items():
+        if name == old or (old.endswith(".") and name.startswith(old)):
+            return new + name[len(old) :]
+    return name
+
+
+def upgrade_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A model state dict of any vidfm version -> the current key layout (a new dict, same tensors)."""
+    return dict(zip(upgrade_names(list(state)), state.values(), strict=True))
+
+
 def load_model_weights(
     path_or_run: str | Path, module: nn.Module, strict: bool = True, prefix: str = ""
 ) -> LoadResult:
@@ -164,9 +205,11 @@ def load_model_weights(
         strict: raise if trainable keys are missing or the file has keys the module lacks.
         prefix: take only keys starting with it and strip it, e.g. ``"encoder."`` to load the encoder
             of a pre-training task into a bare encoder.
+
+    Files of older layouts are read in the current one (:func:`upgrade_state_dict`).
     """
     file = resolve_model_file(path_or_run)
-    state = load_tensors(file)
+    state = upgrade_state_dict(load_tensors(file))
     if prefix:
         state = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if not state:
@@ -182,6 +225,27 @@ def load_model_weights(
         )
     module.load_state_dict({k: v for k, v in state.items() if k in known}, strict=False)
     return LoadResult(missing, unexpected)
+
+
+def match_optimizer_state(saved: dict[str, Any], names: list[list[str]]) -> dict[str, Any] | None:
+    """A saved ``optimizer.state_dict()`` (with ``param_names`` per group) arranged for an optimizer whose
+    groups hold ``names`` (per group, in order): saved names of older layouts are upgraded and each group's
+    parameters reordered by name, so a task whose parameters moved or were renamed still resumes. None when
+    the groups hold other parameters.
+    """
+    groups = saved["param_groups"]
+    if len(groups) != len(names):
+        return None
+    # Upgraded over all groups at once: a layout's marker may sit in another group than the names it renames.
+    flat = upgrade_names([n for g in groups for n in g.get("param_names", [])])
+    out = []
+    for group, want in zip(groups, names, strict=True):
+        have, flat = flat[: len(group.get("param_names", []))], flat[len(group.get("param_names", [])) :]
+        if sorted(have) != sorted(want) or len(have) != len(group["params"]):
+            return None
+        index = dict(zip(have, group["params"], strict=True))
+        out.append({**group, "params": [index[n] for n in want], "param_names": list(want)})
+    return {**saved, "param_groups": out}
 
 
 def rng_state() -> dict[str, Any]:

@@ -46,6 +46,7 @@ from vidfm.train.checkpoint import (
     latest_checkpoint,
     load_model_weights,
     load_trainer_state,
+    match_optimizer_state,
     rng_state,
     save_checkpoint,
     set_rng_state,
@@ -255,11 +256,12 @@ class Trainer:
         if ckpt is None:
             return False
         state = load_trainer_state(ckpt)
-        saved = [n for g in state["optimizer"]["param_groups"] for n in g.get("param_names", [])]
-        current = [n for g in self.optimizer.param_groups for n in g["param_names"]]
-        if saved != current:
+        optimizer_state = match_optimizer_state(
+            state["optimizer"], [g["param_names"] for g in self.optimizer.param_groups]
+        )
+        if optimizer_state is None:
             raise TrainingError(f"{ckpt}: optimizer parameters differ from the task's; cannot resume")
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.optimizer.load_state_dict(optimizer_state)
         shard_optimizer_state(self.optimizer)  # full tensors -> this rank's FSDP2 slices
         for key in ("batch_size", "world_size", "seed"):
             now = self.world_size if key == "world_size" else getattr(self.cfg, key)

@@ -28,6 +28,7 @@ RECIPES: dict[str, str] = {
     "videoprism_stage1": "vidfm.recipes.videoprism",
     "videoprism_stage2": "vidfm.recipes.videoprism_stage2",
     "vjepa": "vidfm.recipes.vjepa",
+    "internvideo2": "vidfm.recipes.internvideo2",
 }
 
 

@@ -125,7 +125,15 @@ def test_caption_and_generate_commands(runs, lm_run, tmp_path, capsys):
                  "--steps", "2", "--tokens-out", str(tmp_path / "t.json")]) == 0  # fmt: skip
     info = probe(clip)
     assert info.num_frames == 16 and (info.width, info.height) == (32, 32)
-    assert main(["generate", "", "--checkpoint", str(lm_run), "--out", str(clip)]) == 1
+    capsys.readouterr()
+    # User mistakes: one line on stderr, exit 2 (vidfm.errors.UserError).
+    assert main(["generate", "", "--checkpoint", str(lm_run), "--out", str(clip)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vidfm generate: error: ") and "no words" in err and "\n" not in err
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
-    assert main(["caption", str(bad), "--checkpoint", str(lm_run)]) == 1
+    assert main(["caption", str(bad), "--checkpoint", str(lm_run)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vidfm caption: error: ") and "bad.mp4" in err and "\n" not in err
+    assert main(["caption", str(runs["video"]), "--checkpoint", str(runs["motion"])]) == 2
+    assert "not a lavit_lm run" in capsys.readouterr().err

@@ -54,22 +54,21 @@ def run_generate(args: argparse.Namespace) -> int:
     import torch
 
     from vidfm.data.digits import encode_mp4
+    from vidfm.errors import UserError
     from vidfm.io import atomic_write_text
     from vidfm.lavit.tokenize import FORMAT, detokenize, load_tokenizers
     from vidfm.recipes.lavit_lm import load_video_lavit
-    from vidfm.utils import log
 
     vl, cfg = load_video_lavit(args.checkpoint, args.device)
     detok_run = args.detokenizer_run or cfg.detokenizer_run
     if not detok_run or not cfg.keyframe_run:
-        log.error("generating needs a keyframe run and a detokenizer run (--detokenizer-run)")
-        return 1
+        raise UserError(
+            f"generating needs a keyframe run and a detokenizer run; {args.checkpoint} has "
+            f"keyframe_run={cfg.keyframe_run!r}, detokenizer_run={detok_run!r} (set --detokenizer-run)"
+        )
     gen = torch.Generator(device=args.device).manual_seed(args.seed)
-    try:
-        visual, motion = vl.generate(args.prompt, 1, args.temperature, args.top_k, gen)
-    except ValueError as e:
-        log.error("%s", e)
-        return 1
+    # A prompt without a known word is a PromptError (a UserError): one line, exit 2.
+    visual, motion = vl.generate(args.prompt, 1, args.temperature, args.top_k, gen)
     tok = load_tokenizers(cfg.motion_run, cfg.keyframe_run, detok_run, device=args.device)
     frames_per_clip = tok.motion.cfg.num_frames
     clip = {"start": 0, "num_frames": frames_per_clip, "shot": 0, "visual": visual[0].tolist(),
@@ -89,21 +88,16 @@ def run_caption(args: argparse.Namespace) -> int:
 
     import torch
 
-    from vidfm.data.decode import VideoDecodeError
+    from vidfm.errors import UserError
     from vidfm.lavit.tokenize import load_tokenizers, tokenize_video
     from vidfm.recipes.lavit_lm import load_video_lavit
-    from vidfm.utils import log
 
     vl, cfg = load_video_lavit(args.checkpoint, args.device)
     tok = load_tokenizers(cfg.motion_run, cfg.keyframe_run, device=args.device)
-    try:
-        doc = tokenize_video(args.video, tok, dataclasses.replace(tok.clips, max_clips=args.max_clips))
-    except VideoDecodeError as e:
-        log.error("%s", e)
-        return 1
+    # A file that does not decode raises VideoDecodeError (a UserError): one line, exit 2.
+    doc = tokenize_video(args.video, tok, dataclasses.replace(tok.clips, max_clips=args.max_clips))
     if not doc["clips"]:
-        log.error("%s: no clip to caption", args.video)
-        return 1
+        raise UserError(f"{args.video}: no clip to caption (too short for one clip of the tokenizer)")
     motion = torch.tensor([c["motion"] for c in doc["clips"]])
     visual = torch.tensor([c["visual"] for c in doc["clips"]]) if vl.num_visual else None
     gen = torch.Generator(device=args.device).manual_seed(args.seed)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
+from vidfm.errors import UserError
 from vidfm.lavit.tokenize import SPECIAL
 from vidfm.models.lm import CausalLM, JointVocab, TextTokenizer
 
@@ -51,6 +52,10 @@ def pair_sequence(
     first, second = (text, span) if generation else (span, text)
     ids = torch.cat([text.new_tensor([bos]), first, second, text.new_tensor([eos])])
     return ids, 1 + len(first)
+
+
+class PromptError(UserError, ValueError):
+    """A caption to generate from that the LM's text tokenizer cannot read (no word it knows)."""
 
 
 @dataclass
@@ -93,7 +98,7 @@ class VideoLaVIT:
         encoded = [self.text.encode(c) for c in captions]
         for c, words in zip(captions, encoded, strict=True):
             if not words:
-                raise ValueError(f"the caption {c!r} has no words the tokenizer knows")
+                raise PromptError(f"the caption {c!r} has no words the tokenizer knows")
         dev, layout = self._device(), self._layout()
         out = torch.zeros(len(captions), n, len(layout), dtype=torch.long, device=dev)
         for length in sorted({len(w) for w in encoded}):

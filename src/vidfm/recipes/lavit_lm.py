@@ -166,12 +166,13 @@ def load_video_lavit(
     run_dir: str | Path, device: str | torch.device = "cpu"
 ) -> tuple[VideoLaVIT, LavitLMRecipe]:
     """The trained LM of a ``lavit_lm`` run (latest checkpoint), ready to caption and generate."""
+    from vidfm.errors import RunFolderError
     from vidfm.recipes import load_run_config
     from vidfm.train.checkpoint import load_model_weights
 
     cfg = load_run_config(run_dir)
     if not isinstance(cfg, LavitLMRecipe):
-        raise ValueError(f"{run_dir} is a {cfg.recipe} run, not lavit_lm")
+        raise RunFolderError(f"{run_dir} is a {cfg.recipe} run, not a lavit_lm run")
     text = cfg.text_tokenizer()
     vocab = joint_vocab(text.size, cfg.visual_codes, cfg.motion_codes)
     lm = CausalLM(cfg.lm, vocab.size)

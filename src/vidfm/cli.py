@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "vidfm.commands.convert",
     "vidfm.commands.tokenize",
     "vidfm.commands.lavit_lm",
+    "vidfm.commands.chat",
     "vidfm.commands.teacher",
 ]
 

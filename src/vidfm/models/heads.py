@@ -153,3 +153,34 @@ class DualEncoder(nn.Module):
         return F.normalize(
             self.text_proj(self.text_encoder(batch["ids"], batch["mask"]).pooled).float(), dim=-1
         )
+
+
+class VideoProjector(nn.Module):
+    """Encoder tokens -> a few soft tokens in a language model's embedding space.
+
+    InternVideo2 stage 3 bridges the video encoder and the LLM VideoChat2-style (paper §3.3; official
+    ``multi_modality/demo`` and the VideoChat2 code): a Q-Former's learned queries cross-attend to the visual
+    tokens and a linear layer maps them to the LLM's width. This is that bridge at its smallest: a LayerNorm on
+    the tokens (the InternVideo2 student has no final norm), ``num_queries`` learned queries attending once
+    (:class:`~vidfm.layers.pooling.AttentionPool` with its residual MLP), and a Linear to ``out_dim`` — one
+    cross-attention layer instead of the 12-block BERT Q-Former, which a CPU-scale LM does not need.
+
+    Args:
+        in_dim: encoder width. out_dim: LM embedding width. num_queries: soft tokens per clip.
+        num_heads: attention heads of the queries.
+    """
+
+    def __init__(self, in_dim: int, out_dim: int, num_queries: int = 8, num_heads: int = 4) -> None:
+        super().__init__()
+        from vidfm.layers.pooling import AttentionPool
+
+        self.norm = nn.LayerNorm(in_dim, eps=1e-6)
+        self.pool = AttentionPool(in_dim, num_heads, num_queries=num_queries, mlp_ratio=4.0)
+        self.proj = nn.Linear(in_dim, out_dim)
+
+    def no_weight_decay(self) -> set[str]:
+        return {f"pool.{n}" for n in self.pool.no_weight_decay()}
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens [B,N,in_dim] -> [B,num_queries,out_dim]."""
+        return self.proj(self.pool(self.norm(tokens)))

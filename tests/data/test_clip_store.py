@@ -143,3 +143,48 @@ def test_with_clip_store_writes_once_and_rewrites_for_other_data(tmp_path):
     assert (tmp_path / "s" / "clips.u8").stat().st_mtime_ns == stamp
     with_clip_store(DataConfig(**{**cfg.__dict__, "num_frames": 2}), str(tmp_path / "s"))
     assert read_store_index(tmp_path / "s")["sampling"]["num_frames"] == 2
+
+
+def test_failures_are_counted_per_split_and_the_index_parsed_once(tmp_path, monkeypatch):
+    import vidfm.data.clip_store as clip_store
+
+    manifest = _manifest(tmp_path, [8, 8, 8])  # bad.mp4 and missing.mp4 are train rows
+    with open(manifest, "a", newline="") as f:  # a test row whose video is missing too
+        csv.writer(f).writerow(["gone_test.mp4", "a", "lost", "test"])
+    write_clip_store(read_manifest(manifest), tmp_path / "s", SamplingConfig(num_frames=4, stride=1), 8, 1)
+    train = ClipStoreDataset(tmp_path / "s", split="train")
+    test = ClipStoreDataset(tmp_path / "s", split="test")
+    both = ClipStoreDataset(tmp_path / "s", split=None)
+    assert train.failure_counts() == (2, 4)  # v0, v1 stored; bad, missing failed
+    assert sorted(Path(p).name for p in train.failed_paths()) == ["bad.mp4", "missing.mp4"]
+    assert test.failure_counts() == (1, 2)  # v2 stored; gone_test failed: not the train failures
+    assert [Path(p).name for p in test.failed_paths()] == ["gone_test.mp4"]
+    assert both.failure_counts() == (3, 6)
+    assert "1 of 2 files failed" in test.summary()
+
+    calls = []
+    read = clip_store.read_store_index
+    monkeypatch.setattr(clip_store, "read_store_index", lambda root: calls.append(root) or read(root))
+    cfg = DataConfig(manifest=str(manifest), split="test", num_frames=4, stride=1, short_side=8)
+    ds = build_dataset(DataConfig(**{**cfg.__dict__, "clip_store": str(tmp_path / "s")}))
+    assert len(ds) == 1 and len(calls) == 1  # the match check and the dataset share one parse
+
+
+def test_a_version_1_store_still_reads_and_is_rewritten_by_with_clip_store(tmp_path):
+    import json
+
+    from vidfm.data.config import with_clip_store
+
+    manifest = _manifest(tmp_path, [8, 8])
+    cfg = DataConfig(manifest=str(manifest), split=None, num_frames=4, stride=1, short_side=8)
+    with_clip_store(cfg, str(tmp_path / "s"))
+    path = tmp_path / "s" / "store.json"
+    index = json.loads(path.read_text())
+    index["version"] = 1  # before records named their failure
+    for r in index["records"]:
+        r.pop("failed", None)
+    path.write_text(json.dumps(index))
+    # It cannot tell which split lost which video: every failure of the store is reported.
+    assert ClipStoreDataset(tmp_path / "s", split="train").failure_counts() == (2, 3)
+    with_clip_store(cfg, str(tmp_path / "s"))
+    assert read_store_index(tmp_path / "s")["version"] == 2

@@ -11,7 +11,7 @@ Layout of ``OUT/`` (no pickle anywhere):
   ``numpy.memmap``; the shape lives in the index.
 - ``store.json``: sampling (mode, frames, stride), short side, shape, per video its path, first clip row,
   clip count and frame indices, the failed videos with their reasons, and the manifest records (labels,
-  caption, split) with the video each refers to.
+  caption, split) with the video each refers to (or, when it failed, its failure).
 
 Clips per video. Each video holds up to ``clips_per_video`` fixed clips: first the centred test clip
 (``SamplingConfig.indices`` without a generator, the clip evaluation decodes), then the sampling's evenly
@@ -47,7 +47,7 @@ from vidfm.utils import log
 
 INDEX_FILE = "store.json"
 CLIPS_FILE = "clips.u8"
-_VERSION = 1
+STORE_VERSION = 2  # 2: a record whose video failed names it (``failed``: its row in the index's ``failed``)
 
 
 # ----------------------------------------------------------------------------- writing
@@ -114,9 +114,10 @@ def write_clip_store(
             rows += len(clips)
     os.replace(tmp, out / CLIPS_FILE)
     stored = [v for v in videos if v is not None]
-    video_id = {v["path"]: k for k, v in enumerate(stored)}  # records of a failed video get -1
+    video_id = {v["path"]: k for k, v in enumerate(stored)}  # records of a failed video get -1 ...
+    failed_id = {f["path"]: k for k, f in enumerate(failed)}  # ... and the row of their failure
     index = {
-        "version": _VERSION,
+        "version": STORE_VERSION,
         "sampling": {"mode": sampling.mode, "num_frames": sampling.num_frames, "stride": sampling.stride},
         "short_side": short_side,
         "shape": [rows, sampling.num_frames, short_side, short_side, 3],
@@ -125,6 +126,7 @@ def write_clip_store(
         "classes": dict(getattr(records, "classes", {})),
         "records": [
             {"video": video_id.get(r.path, -1), "labels": r.labels, "caption": r.caption, "split": r.split}
+            | ({"failed": failed_id[r.path]} if r.path in failed_id else {})
             for r in records
         ],
     }
@@ -167,7 +169,9 @@ class ClipStoreDataset(Dataset):
     :class:`vidfm.data.datasets.VideoDataset`.
 
     Training items take one of their video's stored clips, chosen by ``(seed, epoch, index)``; test items
-    the centred one (or ``views`` of the stored ones, evenly spaced). Records whose video failed are dropped (logged).
+    the centred one (or ``views`` of the stored ones, evenly spaced). Records whose video failed are dropped
+    (logged); the failures reported (:meth:`failure_counts`, :meth:`failed_paths`) are those of ``split``'s
+    records, as a :class:`~vidfm.data.datasets.VideoDataset` of that split would report them.
     """
 
     def __init__(
@@ -178,6 +182,7 @@ class ClipStoreDataset(Dataset):
         views: int = 1,
         train: bool | None = None,
         resident: bool = False,
+        index: dict[str, Any] | None = None,
     ) -> None:
         """Args:
         root: store folder (:func:`write_clip_store`).
@@ -187,9 +192,11 @@ class ClipStoreDataset(Dataset):
         train: random clip per epoch (True) or the deterministic test clip(s); None = ``views == 1``.
         resident: the trainer keeps the whole store on its device (:meth:`to_device`) and gathers batches
             there (:meth:`batch`).
+        index: ``store.json`` as :func:`read_store_index` returned it, when the caller has read it already
+            (it is parsed once per open: large stores have an index of many MB).
         """
         self.root = Path(root)
-        index = read_store_index(self.root)
+        index = read_store_index(self.root) if index is None else index
         s = index["sampling"]
         self.sampling = SamplingConfig(mode=s["mode"], num_frames=s["num_frames"], stride=s["stride"])
         self.short_side, self.crop_square = int(index["short_side"]), True
@@ -200,9 +207,13 @@ class ClipStoreDataset(Dataset):
         videos = index["videos"]
         kept = [r for r in index["records"] if split is None or r["split"] == split]
         lost = [r for r in kept if r["video"] < 0]
+        if all("failed" in r for r in lost):  # the failed videos of this split's records, once each
+            self._failed = [index["failed"][k]["path"] for k in sorted({r["failed"] for r in lost})]
+        else:  # a version-1 store does not say which video a record lost: every failure of the store
+            self._failed = [f["path"] for f in index["failed"]]
         if lost:
             log.warning("clip store %s: %d records of split %s have no clips (their videos failed: %s)",
-                        root, len(lost), split, "; ".join(f["path"] for f in index["failed"][:5]))  # fmt: skip
+                        root, len(lost), split, "; ".join(self._failed[:5]))  # fmt: skip
         kept = [r for r in kept if r["video"] >= 0]
         if not kept:
             raise DataError(f"clip store {root}: no usable records in split {split!r}")
@@ -210,7 +221,6 @@ class ClipStoreDataset(Dataset):
         self.records = [
             VideoRecord(videos[r["video"]]["path"], r["labels"], r["caption"], r["split"]) for r in kept
         ]
-        self._failed = [f["path"] for f in index["failed"]]
         vid = np.asarray([r["video"] for r in kept], np.int64)
         self._first = np.asarray([videos[v]["first"] for v in vid], np.int64)  # [R] first clip row
         self._count = np.asarray([videos[v]["count"] for v in vid], np.int64)  # [R] clips of that video
@@ -305,6 +315,7 @@ class ClipStoreDataset(Dataset):
 
     # ----- the failure interface of VideoDataset (failures happened when the store was written)
     def failure_counts(self) -> tuple[int, int]:
+        """(failed, tried) distinct videos of this split's records."""
         return len(self._failed), len(self._failed) + len(set(r.path for r in self.records))
 
     def failed_paths(self) -> list[str]:

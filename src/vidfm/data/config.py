@@ -70,11 +70,12 @@ def _store_dataset(cfg: DataConfig, seed: int, split: str | None, views: int, tr
     from vidfm.data.sampling import SamplingConfig
 
     sampling = SamplingConfig(mode=cfg.sampling, num_frames=cfg.num_frames, stride=cfg.stride)
-    why = store_matches(read_store_index(cfg.clip_store), sampling, cfg.short_side)
+    index = read_store_index(cfg.clip_store)  # parsed once, for the check and the dataset
+    why = store_matches(index, sampling, cfg.short_side)
     if why:
         raise ValueError(f"data.clip_store={cfg.clip_store} does not match the data config ({why})")
     split = cfg.split if split is None else split
-    return ClipStoreDataset(cfg.clip_store, split, seed, views, train, resident=cfg.resident)
+    return ClipStoreDataset(cfg.clip_store, split, seed, views, train, resident=cfg.resident, index=index)
 
 
 def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, workers: int = 0) -> DataConfig:
@@ -83,7 +84,7 @@ def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, worker
     import dataclasses
     from pathlib import Path
 
-    from vidfm.data.clip_store import read_store_index, store_matches, write_clip_store
+    from vidfm.data.clip_store import STORE_VERSION, read_store_index, store_matches, write_clip_store
     from vidfm.data.datasets import DataError, source_records
     from vidfm.data.sampling import SamplingConfig
 
@@ -92,7 +93,11 @@ def with_clip_store(cfg: DataConfig, root: str, clips_per_video: int = 1, worker
     try:
         index = read_store_index(root)
         stored = {v["path"] for v in index["videos"]} | {f["path"] for f in index["failed"]}
-        fresh = not store_matches(index, sampling, cfg.short_side) and stored == {r.path for r in records}
+        fresh = (
+            index.get("version") == STORE_VERSION
+            and not store_matches(index, sampling, cfg.short_side)
+            and stored == {r.path for r in records}
+        )
     except DataError:
         fresh = False
     if not fresh:

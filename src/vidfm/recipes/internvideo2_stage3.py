@@ -168,7 +168,7 @@ def config(variant: str = "") -> InternVideo2Stage3Recipe:
 def tiny() -> InternVideo2Stage3Recipe:
     """A 2-block GPT-2 of width 128 over a word vocabulary, 8 soft tokens from the encoder of an
     ``internvideo2:tiny`` run (or any 64² run: ``--set encoder_run=RUN``), 8 frames one per segment at 64²;
-    questions "which digit is shown?" and "how does the digit move?"; batch 32, lr 1e-3, 300 steps."""
+    questions "which digit is shown?" and "how does the digit move?"; batch 32, lr 1e-3, 200 steps."""
     return InternVideo2Stage3Recipe(
         data=DataConfig(sampling="segment", num_frames=8, short_side=64),
         lm=LMConfig(width=128, depth=2, heads=4, max_len=64, dropout=0.1),

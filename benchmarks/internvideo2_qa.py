@@ -49,7 +49,9 @@ def majority(manifest: str, columns: list[str]) -> dict[str, float]:
     key = lambda r: str(Path(manifest).parent / r["path"])  # noqa: E731
     out = {}
     for c in columns:
-        top = collections.Counter(values[key(r)][c] for r in rows if r["split"] == "train").most_common(1)[0][0]
+        top = collections.Counter(values[key(r)][c] for r in rows if r["split"] == "train").most_common(1)[0][
+            0
+        ]
         test = [values[key(r)][c] for r in rows if r["split"] == "test"]
         out[c] = sum(v == top for v in test) / len(test)
     return out

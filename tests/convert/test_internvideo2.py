@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -148,3 +149,17 @@ def test_converted_weights_compute_what_the_official_model_computes(tmp_path) ->
     pool.load_state_dict({k[len("pool.") :]: v for k, v in conv.extras.items() if k.startswith("pool.")})
     pooled, _ = pool(torch.cat([out.cls[:, None], out.tokens], 1))
     torch.testing.assert_close(pooled, ref_pooled, rtol=1e-4, atol=1e-4)
+
+
+def test_heads_come_from_the_official_size_or_the_argument() -> None:
+    official = vidfm_to_official(random_task_state())
+    with pytest.raises(ValueError, match="pass --heads"):  # width 48, 2 blocks: no official size
+        internvideo2_encoder_config(official, 4, 28)
+    # The 1B's width with another depth is not the 1B: its 16 heads are not assumed.
+    fake = {"patch_embed.proj.weight": torch.zeros(1408, 3, 1, 14, 14), "pos_embed": torch.zeros(1, 17, 1408)}
+    fake |= {f"blocks.{i}.mlp.fc1.weight": torch.zeros(6144, 1) for i in range(2)}
+    with pytest.raises(ValueError, match="pass --heads"):
+        internvideo2_encoder_config(fake, 4, 28)
+    assert internvideo2_encoder_config(fake, 4, 28, heads=11).dims()[2] == 11
+    fake |= {f"blocks.{i}.mlp.fc1.weight": torch.zeros(6144, 1) for i in range(40)}
+    assert internvideo2_encoder_config(fake, 4, 28).dims()[2] == 16  # the registered 1B

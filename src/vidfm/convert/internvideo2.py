@@ -27,13 +27,18 @@ import re
 
 import torch
 
+from vidfm.convert.layouts import REGISTERED, resolve_heads
 from vidfm.convert.videomae import Converted, StateDict, count_blocks, encoder_config
 from vidfm.models.encoder import EncoderConfig
 
 STAGE2_PREFIX = "vision_encoder."
 CLS_ROW = "clip_pos_embed_cls"
-# Heads of the official sizes (widths do not give them): 1B, 6B; the distilled B/L students are timm sizes.
-OFFICIAL_HEADS = {1408: 16, 3200: 25, 1024: 16, 768: 12, 384: 6}
+# Heads of the official sizes, by (width, depth, MLP hidden): no shape stores them, and a width alone does not
+# fix them (a 1408-wide toy with 11 heads is as valid as the 1B). ``pretrain_internvideo2_1b_patch14_224``
+# (1408 x 40, mlp_ratio 48/11, 16 heads) and ``pretrain_internvideo2_6b_patch14_224`` (3200 x 48, mlp_ratio 4,
+# 25 heads) in ``single_modality/models/internvideo2_pretrain.py``; the distilled S/B/L students are the ViT
+# sizes of :data:`~vidfm.convert.layouts.REGISTERED`.
+OFFICIAL_SIZES = {(1408, 40, 6144): 16, (3200, 48, 12800): 25, **REGISTERED}
 
 # official suffix -> vidfm suffix, for the parts outside the blocks (blocks keep their names)
 _FIXED = {
@@ -143,13 +148,13 @@ def internvideo2_encoder_config(
     if "patch_embed.proj.weight" not in sd or "pos_embed" not in sd:
         raise ValueError(f"not an InternVideo2 vision checkpoint (keys {sorted(sd)[:8]})")
     width, in_chans, tubelet, patch, _ = sd["patch_embed.proj.weight"].shape
-    if heads is None and width not in OFFICIAL_HEADS:
-        raise ValueError(f"width {width} is no official InternVideo2 size: give the number of heads")
+    depth, mlp = count_blocks(sd, "blocks."), sd["blocks.0.mlp.fc1.weight"].shape[0]
+    heads = resolve_heads(width, depth, mlp, heads, "--heads", "InternVideo2 encoder", OFFICIAL_SIZES)
     cfg = encoder_config(
         width,
-        count_blocks(sd, "blocks."),
-        heads or OFFICIAL_HEADS[width],
-        sd["blocks.0.mlp.fc1.weight"].shape[0],
+        depth,
+        heads,
+        mlp,
         patch,
         tubelet=tubelet,
         num_frames=num_frames,

@@ -123,14 +123,16 @@ def resolve_heads(
     table: Mapping[tuple[int, ...], int] | None = None,
 ) -> int:
     """Heads of a ``width``-wide block stack: ``heads`` when given (checked to divide the width), else the
-    registered official model with these exact dimensions (:data:`REGISTERED`), else a ValueError naming
+    registered official model with these exact dimensions (``table``, :data:`REGISTERED` by default, keyed by
+    ``(width, depth, mlp)``, or by ``(width, mlp)`` when its keys are pairs), else a ValueError naming
     ``arg``."""
     if heads is not None:
         if heads < 1 or width % heads:
             raise ValueError(f"{arg} {heads} does not divide the {what} width {width}")
         return heads
-    key = (width, depth, mlp) if table is None else (width, mlp)
-    found = (REGISTERED if table is None else table).get(key)  # type: ignore[call-overload]
+    table = REGISTERED if table is None else table
+    key = (width, depth, mlp) if len(next(iter(table), ())) == 3 else (width, mlp)
+    found = table.get(key)  # type: ignore[call-overload]
     if found is None:
         raise ValueError(
             f"the checkpoint does not store the {what}'s number of heads and no official model is "

@@ -20,7 +20,8 @@ def test_every_recipe_is_a_typed_recipe():
         assert isinstance(cfg.train, TrainConfig)
         validate_train_config(cfg.train)  # exactly one of lr / blr
         assert cfg.has_text_tower == (
-            name in {"clip_image", "umt_stage2", "videoprism_stage1", "videoprism_stage2"}
+            name
+            in {"clip_image", "umt_stage2", "videoprism_stage1", "videoprism_stage2", "internvideo2_stage2"}
         )
 
 

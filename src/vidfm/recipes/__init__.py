@@ -29,6 +29,7 @@ RECIPES: dict[str, str] = {
     "videoprism_stage2": "vidfm.recipes.videoprism_stage2",
     "vjepa": "vidfm.recipes.vjepa",
     "internvideo2": "vidfm.recipes.internvideo2",
+    "internvideo2_stage2": "vidfm.recipes.internvideo2_stage2",
     "internvideo2_stage3": "vidfm.recipes.internvideo2_stage3",
 }
 

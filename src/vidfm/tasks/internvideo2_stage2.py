@@ -1,0 +1,127 @@
+"""InternVideo2 stage 2: video, audio and text aligned (paper §3.2), on UMT stage 2's parts.
+
+L = β1·L_CON + β2·L_MAC + β3·L_MLM over the pairs {video, caption} and {video + audio, caption of video and
+audio} (the paper's "text of video + audio + speech"; :class:`vidfm.data.audio.AudioVideoDataset` writes it
+from the manifest's sound names):
+
+- CON: :func:`~vidfm.objectives.contrastive.vtc_loss` for each pair; the video + audio embedding is the sum of
+  the video and audio projections (the audio term is zero for a clip without audio, so that clip falls back to
+  its video embedding);
+- MAC: video-text matching through the cross-modal decoder, one two-way head per pair (``vtm_head`` for
+  video, ``vtm_head_av`` for video + audio); for the second pair the decoder attends to the video tokens
+  followed by the audio tokens mapped to the video width, zeroed where the clip has no audio;
+- MLM: captions masked BERT-style, decoded against the video tokens (UMT's).
+
+The audio encoder (:class:`~vidfm.models.audio.AudioEncoder`) is frozen by default, as the paper's first phase
+("audio encoder frozen first"); the paper's second phase, unmasked post-pretraining with the video encoder
+frozen, is not here. The paper initialises the audio encoder from BEATs, whose weights do not load into
+vidfm's AST-layout encoder: a frozen audio encoder here is a random projection of the fbank patches.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from vidfm.data.transforms import AugmentConfig
+from vidfm.layers.frozen import FrozenModule
+from vidfm.masking import MaskConfig
+from vidfm.models.audio import AudioEncoder, AudioEncoderConfig, AudioOutput
+from vidfm.models.encoder import EncoderConfig
+from vidfm.models.text import TextEncoderConfig
+from vidfm.objectives.contrastive import vtc_loss
+from vidfm.tasks.clip_image import captions_of, video_ids
+from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights, UMTStage2Task
+
+
+class InternVideo2Stage2Task(UMTStage2Task):
+    """UMT stage 2's student, text encoder, projections, decoder and heads (without its teacher) + the audio
+    encoder, its projection and the video + audio matching head.
+
+    Args:
+        encoder, mask, augment, text, fusion, embed_dim, temperature, mlm_prob, hard_negatives: as
+            :class:`~vidfm.tasks.umt_stage2.UMTStage2Task`.
+        weights: β of CON (``vtc``), MAC (``vtm``) and MLM (``mlm``); ``uta`` must be 0 (no teacher here).
+        audio: the audio encoder's config. audio_trainable: train it too (False: frozen, never saved).
+    """
+
+    def __init__(
+        self,
+        encoder: EncoderConfig,
+        mask: MaskConfig,
+        augment: AugmentConfig,
+        text: TextEncoderConfig,
+        fusion: FusionConfig,
+        audio: AudioEncoderConfig,
+        embed_dim: int = 512,
+        temperature: float = 0.07,
+        weights: LossWeights | None = None,
+        mlm_prob: float = 0.5,
+        hard_negatives: bool = True,
+        audio_trainable: bool = False,
+    ) -> None:
+        weights = weights or LossWeights(uta=0.0)
+        if weights.uta != 0:
+            raise ValueError("InternVideo2 stage 2 has no teacher alignment: weights.uta must be 0")
+        super().__init__(encoder, mask, augment, None, 1, text, fusion, embed_dim, temperature, weights,
+                         mlm_prob, hard_negatives)  # fmt: skip
+        audio_encoder = AudioEncoder(audio)
+        self.audio_encoder = audio_encoder if audio_trainable else FrozenModule(audio_encoder)
+        self.audio_proj = nn.Linear(audio.width, embed_dim)
+        if weights.vtm > 0:
+            self.audio_tokens = nn.Linear(audio.width, self.encoder.width)  # into the decoder's video width
+            self.vtm_head_av = nn.Linear(self.text_encoder.width, 2)
+
+    def audio(self, batch: dict) -> AudioOutput:
+        """The batch's fbank ``audio`` [B,F,M] with ``audio_valid`` [B,F] (zeros + all-False without audio)."""
+        if "audio" not in batch:
+            raise ValueError(
+                "InternVideo2 stage 2 needs the clips' audio: a dataset wrapped in AudioVideoDataset"
+            )
+        if isinstance(self.audio_encoder, FrozenModule):
+            with torch.no_grad():
+                return self.audio_encoder(batch["audio"], batch["audio_valid"])
+        return self.audio_encoder(batch["audio"], batch["audio_valid"])
+
+    def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        self.contrastive.clamp_()
+        captions, av_captions = captions_of(batch), list(batch["av_caption"])
+        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        device = video.device
+        _, out, _ = self.align(video, generator)  # no teacher: the student on the tokens the mask keeps
+        tokens = out.tokens  # [B,Nv,Dv]
+        sound = self.audio(batch)
+        present = sound.present[:, None].to(tokens.dtype)  # [B,1]
+        texts = {
+            "v": self.tokenizer(captions, device=device),
+            "va": self.tokenizer(av_captions, device=device),
+        }
+        t_out = {k: self.text_encoder(t["ids"], t["mask"]) for k, t in texts.items()}
+        v_emb = self.contrastive.video(tokens.mean(1))  # [B,E]
+        embs = {"v": v_emb, "va": v_emb + self.audio_proj(sound.pooled) * present}
+        t_emb = {k: self.contrastive.text(o.pooled) for k, o in t_out.items()}
+        idx = video_ids(batch, device)
+        parts: dict[str, torch.Tensor] = {}
+        if self.weights.vtc > 0:
+            parts["vtc"] = vtc_loss(embs["v"], t_emb["v"], self.contrastive.temp, idx)
+            parts["vtc_av"] = vtc_loss(embs["va"], t_emb["va"], self.contrastive.temp, idx)
+        if self.weights.vtm > 0:
+            args = (idx, generator)
+            parts["vtm"] = self._matching(tokens, t_out["v"].tokens, texts["v"]["mask"], embs["v"], t_emb["v"],
+                                          *args)  # fmt: skip
+            a_tok = self.audio_tokens(sound.tokens) * sound.valid[..., None].to(
+                tokens.dtype
+            )  # zeros: no audio
+            parts["vtm_av"] = self._matching(torch.cat([tokens, a_tok], dim=1), t_out["va"].tokens,
+                                             texts["va"]["mask"], embs["va"], t_emb["va"], *args,
+                                             head=self.vtm_head_av)  # fmt: skip
+        if self.weights.mlm > 0:
+            parts["mlm"] = self._mlm(tokens, texts["v"], generator)
+        beta = {"vtc": self.weights.vtc, "vtc_av": self.weights.vtc, "vtm": self.weights.vtm,
+                "vtm_av": self.weights.vtm, "mlm": self.weights.mlm}  # fmt: skip
+        loss = sum(beta[k] * v for k, v in parts.items())
+        return {
+            "loss": loss,
+            **{f"loss_{k}": v.detach() for k, v in parts.items()},
+            "temp": self.contrastive.temp.detach(),
+        }

@@ -42,6 +42,12 @@ def test_head_clamps_and_projects() -> None:
     assert ContrastiveHead(6, 4).video_proj is None
     with pytest.raises(ValueError, match="no video projection"):
         ContrastiveHead(6, 4).video(torch.zeros(2, 6))
+    normed = ContrastiveHead(6, 4, video_dim=5, video_norm=True)  # official UMT's pool_norm
+    x = torch.randn(3, 5)
+    want = normed.video_proj(torch.nn.functional.layer_norm(x, (5,), eps=1e-6))
+    torch.testing.assert_close(normed.video(x), want)
+    with pytest.raises(ValueError, match="needs video_dim"):
+        ContrastiveHead(6, 4, video_norm=True)
 
 
 def test_upgrade_names_needs_the_marker() -> None:
@@ -148,7 +154,8 @@ def test_old_layout_checkpoint_loads_with_identical_outputs(name: str, tmp_path)
         )
     torch.testing.assert_close(t_old, t_new)
     if task.contrastive.video_proj is not None:  # umt_stage2: the video tower ends in the head's projection
-        torch.testing.assert_close(dual.video_proj.weight, task.contrastive.video_proj.weight)
+        pooled = torch.randn(2, task.contrastive.video_proj.in_features)
+        torch.testing.assert_close(dual.video_proj(pooled), task.contrastive.video(pooled))
 
 
 def test_a_run_of_the_old_layout_resumes(tmp_path) -> None:  # noqa: ANN001

@@ -6,6 +6,7 @@ Examples::
     vidfm convert checkpoint.pth out/videomae_b --num-frames 16             # official file, layout detected
     vidfm convert mvd_b_from_b.pth out/mvd_b                                # MVD student with both decoders
     vidfm convert umt_b16_ptk710.pth out/umt_b --num-frames 8               # UMT stage 1 with its heads
+    vidfm convert umt_b16_5m_pt.pth out/umt2_b --num-frames 4               # UMT stage 2 (ViT + BERT + heads)
     vidfm convert vit_g_hybrid_pt.pth out/v2_g --from videomae              # VideoMAE V2 (DeepSpeed 'module')
     vidfm convert ViT-B-16.pt out/clip_b16 --heads 12                       # OpenAI/UMT-layout CLIP tower
     vidfm convert runs/videomae/ out/hf --from vidfm --to hf                # run (latest step) -> HF
@@ -23,7 +24,7 @@ import argparse
 FORMAT_HELP = (
     "auto (default): detect (HF folder, vidfm folder/run, else an official file whose layout is detected); "
     "hf; vidfm; official: detect the official layout; or name one: "
-    "internvideo2, mvd, umt, mae, clip, videomae"
+    "internvideo2, umt_stage2, mvd, umt, mae, clip, videomae"
 )
 
 
@@ -32,11 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "convert",
         help="convert checkpoints between HF transformers, the official layouts and vidfm",
         description="Convert a checkpoint: HF VideoMAE/VideoPrism/ViT/ViTMAE/CLIP folders; official VideoMAE, "
-        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student, InternVideo2 stage-1/2 vision and "
+        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student and stage-2 model, InternVideo2 stage-1/2 "
+        "vision and "
         "OpenAI/UMT CLIP files (wrapped in model/module/state_dict/model_ema or not). vidfm output: "
         "OUT/model.safetensors + OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF "
         "output: save_pretrained; official output: OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT "
-        "students.",
+        "models.",
     )
     p.add_argument("src", help="HF folder, official checkpoint file, vidfm run/folder/safetensors file")
     p.add_argument("out", help="output folder")
@@ -47,6 +49,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("sizes no official file stores (an ambiguous case is an error naming these)")
     g.add_argument("--heads", type=int, default=None, help="encoder heads (default: the official model's)")
     g.add_argument("--decoder-heads", type=int, default=None, help="decoder heads (default: the official's)")
+    g.add_argument(
+        "--text-heads",
+        type=int,
+        default=None,
+        help="BERT heads of a UMT stage-2 model (default: BERT-base/large)",
+    )
     g.add_argument(
         "--num-frames", type=int, default=None, help="frames of the training clip (16; UMT, InternVideo2 8)"
     )
@@ -65,11 +73,16 @@ def run(args: argparse.Namespace) -> int:
         to_hf_videomae,
         to_official_mvd,
         to_official_umt,
+        to_official_umt_stage2,
     )
     from vidfm.utils import log
 
     options = dict(
-        heads=args.heads, decoder_heads=args.decoder_heads, num_frames=args.num_frames, img_size=args.img_size
+        heads=args.heads,
+        decoder_heads=args.decoder_heads,
+        text_heads=args.text_heads,
+        num_frames=args.num_frames,
+        img_size=args.img_size,
     )
     try:
         conv = read_checkpoint(args.src, args.src_format, **options)
@@ -83,12 +96,13 @@ def run(args: argparse.Namespace) -> int:
                 args.src,
                 conv.layout,
                 conv.tower,
+                conv.text,
             )
         elif args.dst_format == "official":
-            writers = {"mvd": to_official_mvd, "umt": to_official_umt}
+            writers = {"mvd": to_official_mvd, "umt": to_official_umt, "umt_stage2": to_official_umt_stage2}
             if conv.layout not in writers:
                 raise ValueError(
-                    f"--to official writes MVD and UMT students; this is a {conv.layout} checkpoint"
+                    f"--to official writes MVD and UMT (stage 1 and 2) models; this is a {conv.layout} checkpoint"
                 )
             Path(args.out).mkdir(parents=True, exist_ok=True)
             torch.save({"model": writers[conv.layout](conv)}, Path(args.out) / "checkpoint.pth")
@@ -104,7 +118,12 @@ def run(args: argparse.Namespace) -> int:
         from vidfm.errors import UserError, one_line
 
         raise UserError(one_line(e)) from e
-    parts = {"mvd": "with its decoders", "umt": "with its alignment heads", "clip": "a CLIP tower"}
+    parts = {
+        "mvd": "with its decoders",
+        "umt": "with its alignment heads",
+        "clip": "a CLIP tower",
+        "umt_stage2": "with its text encoder, fusion layers and heads",
+    }
     kind = parts.get(conv.layout, "with decoder" if conv.decoder is not None else "encoder only")
     print(f"wrote {args.out} ({args.dst_format}; {conv.layout} layout, {kind})")
     return 0

@@ -1,5 +1,5 @@
-"""Checkpoint conversion (HF transformers; official VideoMAE, VideoMAE V2, MVD, UMT, MAE and CLIP layouts <->
-vidfm) and loading.
+"""Checkpoint conversion (HF transformers; official VideoMAE, VideoMAE V2, MVD, UMT (both stages), MAE and CLIP
+layouts <-> vidfm) and loading.
 
 Official layouts are registered in :data:`OFFICIAL_LAYOUTS` (name -> detector, reader): ``--from auto``
 tries the detectors in order and says which layout it found; a new converter adds one entry.
@@ -38,11 +38,13 @@ from vidfm.convert.official_videomae import (
     load_official_state_dict,
 )
 from vidfm.convert.umt import from_official_umt, is_official_umt, to_official_umt
+from vidfm.convert.umt_stage2 import from_official_umt_stage2, is_official_umt_stage2, to_official_umt_stage2
 from vidfm.convert.videomae import Converted, StateDict, build_models, split_state_dict
 from vidfm.io import load_tensors, save_tensors
 from vidfm.models.clip_vision import CLIPVisionConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
+from vidfm.models.text import TextConfig
 from vidfm.utils import log
 
 WEIGHTS = "model.safetensors"
@@ -60,6 +62,7 @@ class CheckpointConfig:
     source: where the weights came from (informational).
     layout: which task's keys the weights follow (:data:`vidfm.convert.videomae.LAYOUTS`).
     tower: the CLIP tower config of a ``clip`` checkpoint.
+    text: the text encoder sizes of a ``umt_stage2`` checkpoint.
     """
 
     encoder: EncoderConfig = dataclasses.field(default_factory=EncoderConfig)
@@ -67,6 +70,7 @@ class CheckpointConfig:
     source: str = ""
     layout: str = "videomae"
     tower: CLIPVisionConfig | None = None
+    text: TextConfig | None = None
 
 
 def save_vidfm_checkpoint(
@@ -78,6 +82,7 @@ def save_vidfm_checkpoint(
     source: str = "",
     layout: str = "videomae",
     tower: CLIPVisionConfig | None = None,
+    text: TextConfig | None = None,
 ) -> Path:
     """Write ``out/model.safetensors`` + ``out/config.yaml`` (+ ``out/extras.safetensors``); returns ``out``.
 
@@ -86,8 +91,8 @@ def save_vidfm_checkpoint(
     ``--set train.init_from=OUT``.
     """
     out = Path(out)
-    build_converted(Converted(encoder_cfg, decoder_cfg, state_dict, {}, layout, tower))
-    cfg = CheckpointConfig(encoder_cfg, decoder_cfg, source, layout, tower)
+    build_converted(Converted(encoder_cfg, decoder_cfg, state_dict, {}, layout, tower, text))
+    cfg = CheckpointConfig(encoder_cfg, decoder_cfg, source, layout, tower, text)
     text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
     save_tensors(state_dict, out / WEIGHTS, metadata={"format": "vidfm", _META_KEY: text})
     save_config(cfg, out / CONFIG)
@@ -137,7 +142,9 @@ def load_vidfm_checkpoint(path: str | Path) -> Converted:
     extras = load_tensors(extras_file) if extras_file.is_file() else {}
     if isinstance(data, dict) and data.get("layout", "videomae") != "videomae" and "encoder" in data:
         cfg = config_from_dict(CheckpointConfig, data)  # a converted mvd/umt/clip folder: read as written
-        return Converted(cfg.encoder, cfg.decoder, load_tensors(weights), extras, cfg.layout, cfg.tower)
+        return Converted(
+            cfg.encoder, cfg.decoder, load_tensors(weights), extras, cfg.layout, cfg.tower, cfg.text
+        )
     enc = _find_section(data, "encoder", EncoderConfig)
     if enc is None:
         raise ValueError(f"the config of {weights} has no 'encoder' section with EncoderConfig fields")
@@ -183,6 +190,12 @@ OFFICIAL_LAYOUTS: dict[str, tuple[Callable[[StateDict], bool], Callable[..., Con
     "internvideo2": (  # first: its ViT keys would also pass the VideoMAE detector
         is_official_internvideo2,
         lambda obj, **o: from_official_internvideo2(obj, **_only(_V8(o), "heads", "num_frames", "img_size")),
+    ),
+    "umt_stage2": (  # before the stage-1 layouts: its student sits under vision_encoder.
+        is_official_umt_stage2,
+        lambda obj, **o: from_official_umt_stage2(
+            obj, **_only(_V8(o), "heads", "text_heads", "num_frames", "img_size")
+        ),
     ),
     "mvd": (
         is_official_mvd,
@@ -245,8 +258,8 @@ def read_checkpoint(path: str | Path, fmt: str = "auto", **options: Any) -> Conv
     """Any supported checkpoint -> :class:`Converted`.
 
     ``fmt``: ``auto`` (detected, and logged), ``hf``, ``vidfm``, ``official`` (layout detected) or one
-    official layout name (:data:`OFFICIAL_LAYOUTS`). ``options``: heads, decoder_heads, num_frames,
-    img_size, encoder_only — sizes no file stores; None values mean "not given".
+    official layout name (:data:`OFFICIAL_LAYOUTS`). ``options``: heads, decoder_heads, text_heads,
+    num_frames, img_size, encoder_only — sizes no file stores; None values mean "not given".
     """
     if fmt not in FORMATS:
         raise ValueError(f"unknown checkpoint format {fmt!r}; use one of {', '.join(FORMATS)}")
@@ -307,4 +320,5 @@ __all__ = [
     "to_hf_videomae",
     "to_official_mvd",
     "to_official_umt",
+    "to_official_umt_stage2",
 ]

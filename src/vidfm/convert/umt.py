@@ -26,6 +26,7 @@ import re
 from vidfm.convert.layouts import unwrap
 from vidfm.convert.official_videomae import OFFICIAL_NORM_EPS, _encoder, _rename_block_keys
 from vidfm.convert.videomae import Converted, StateDict
+from vidfm.models.encoder import EncoderConfig
 from vidfm.utils import log
 
 _HEAD = re.compile(r"^clip_decoder\.(\d+)\.(head|norm)\.(weight|bias)$")
@@ -56,6 +57,28 @@ def from_official_umt(
         raise ValueError(
             f"not an official UMT stage-1 student: no encoder.* + clip_decoder.* (keys {sorted(sd)[:8]})"
         )
+    enc_cfg, state, n = student_state(sd, heads, num_frames, img_size, norm_eps)
+    log.info(
+        "official UMT stage-1 student (%s): encoder %dx%d, %d alignment heads -> %d (teacher width)",
+        how,
+        enc_cfg.dims()[0],
+        enc_cfg.dims()[1],
+        n,
+        state["align_heads.0.fc.weight"].shape[0],
+    )
+    return Converted(enc_cfg, None, state, {}, layout="umt")
+
+
+def student_state(
+    sd: StateDict,
+    heads: int | None,
+    num_frames: int,
+    img_size: int,
+    norm_eps: float = OFFICIAL_NORM_EPS,
+) -> tuple[EncoderConfig, StateDict, int]:
+    """``encoder.*`` + ``clip_decoder.*`` (none or more heads; nothing else) of a UMT student -> (encoder
+    config, ``encoder.*`` + ``align_heads.*`` in vidfm keys, number of heads). Shared by both UMT stages."""
+    sd = dict(sd)
     heads_sd = {k: sd.pop(k) for k in [k for k in sd if k.startswith("clip_decoder.")]}
     bad = sorted(k for k in heads_sd if not _HEAD.match(k))
     if bad:
@@ -79,15 +102,7 @@ def from_official_umt(
                 state[f"align_heads.{j}.{dst}.{p}"] = heads_sd[key]
     if n > enc_cfg.dims()[1]:
         raise ValueError(f"{n} alignment heads for a {enc_cfg.dims()[1]}-block student")
-    log.info(
-        "official UMT stage-1 student (%s): encoder %dx%d, %d alignment heads -> %d (teacher width)",
-        how,
-        enc_cfg.dims()[0],
-        enc_cfg.dims()[1],
-        n,
-        state["align_heads.0.fc.weight"].shape[0],
-    )
-    return Converted(enc_cfg, None, state, {}, layout="umt")
+    return enc_cfg, state, n
 
 
 def to_official_umt(conv: Converted) -> StateDict:
@@ -105,4 +120,4 @@ def to_official_umt(conv: Converted) -> StateDict:
     return out
 
 
-__all__ = ["from_official_umt", "is_official_umt", "to_official_umt"]
+__all__ = ["from_official_umt", "is_official_umt", "student_state", "to_official_umt"]

@@ -17,6 +17,7 @@ from vidfm.layers.attention import QkvBias
 from vidfm.models.clip_vision import CLIPVisionConfig
 from vidfm.models.decoder import DecoderConfig, MaskedDecoder, decoder_dims
 from vidfm.models.encoder import SIZES, EncoderConfig, VideoEncoder
+from vidfm.models.text import TextConfig
 
 StateDict = dict[str, torch.Tensor]
 # What the tensors of a converted checkpoint are, named by the vidfm task whose trainable state dict they
@@ -25,7 +26,9 @@ StateDict = dict[str, torch.Tensor]
 #   mvd       encoder.*, decoder_image.*, decoder_video.*       (MVD student, tasks/mvd.py)
 #   umt       encoder.*, align_heads.{i}.{fc,norm}.*            (UMT stage-1 student, tasks/umt.py)
 #   clip      visual.*                                          (a CLIP image tower, convert/clip.py)
-LAYOUTS = ("videomae", "mvd", "umt", "clip")
+#   umt_stage2  encoder.*, align_heads.*, text_encoder.*, decoder.layers.*, contrastive.*, vtm_head.*,
+#               mlm_head.*                                       (UMT stage 2, tasks/umt_stage2.py)
+LAYOUTS = ("videomae", "mvd", "umt", "clip", "umt_stage2")
 
 
 class Converted(NamedTuple):
@@ -37,6 +40,7 @@ class Converted(NamedTuple):
         official checkpoint (empty when there are none).
     layout: which task's keys ``state_dict`` follows (:data:`LAYOUTS`).
     tower: the CLIP tower config of a ``clip`` layout (its ``encoder`` is ``encoder``), else None.
+    text: the BERT sizes of a ``umt_stage2`` layout's text encoder (the layers below the fusion), else None.
     """
 
     encoder: EncoderConfig
@@ -45,6 +49,7 @@ class Converted(NamedTuple):
     extras: StateDict
     layout: str = "videomae"
     tower: CLIPVisionConfig | None = None
+    text: TextConfig | None = None
 
 
 def encoder_config(

@@ -60,12 +60,22 @@ class ContrastiveHead(nn.Module):
         video_dim: width of the pooled video feature; None when the video side projects itself (CLIP's
             ``proj``, VideoPrism's MAP head) and no ``video_proj`` is built.
         temperature: initial τ.
+        video_norm: a LayerNorm (eps 1e-6) on the pooled video feature before ``video_proj``: official UMT
+            stage 2's ``vision_encoder.pool_norm`` (``backbones/vit/vit.py``: ``pool_norm(x_vis.mean(1))``).
     """
 
     def __init__(
-        self, text_dim: int, embed_dim: int, video_dim: int | None = None, temperature: float = 0.07
+        self,
+        text_dim: int,
+        embed_dim: int,
+        video_dim: int | None = None,
+        temperature: float = 0.07,
+        video_norm: bool = False,
     ) -> None:
         super().__init__()
+        if video_norm and video_dim is None:
+            raise ValueError("video_norm needs video_dim: the norm sits before the video projection")
+        self.video_norm = nn.LayerNorm(video_dim, eps=1e-6) if video_norm else None
         self.video_proj = nn.Linear(video_dim, embed_dim) if video_dim is not None else None
         self.text_proj = nn.Linear(text_dim, embed_dim)
         self.temp = nn.Parameter(torch.tensor(float(temperature)))
@@ -81,7 +91,7 @@ class ContrastiveHead(nn.Module):
         """Pooled video [B,Dv] -> [B,E] (not normalised); needs ``video_dim``."""
         if self.video_proj is None:
             raise ValueError("this ContrastiveHead has no video projection (built with video_dim=None)")
-        return self.video_proj(pooled)
+        return self.video_proj(pooled if self.video_norm is None else self.video_norm(pooled))
 
     def text(self, pooled: torch.Tensor) -> torch.Tensor:
         """Pooled text [B,Dt] -> [B,E] (not normalised)."""
@@ -125,7 +135,7 @@ class DualEncoder(nn.Module):
     def __init__(
         self,
         video_tower: Callable[[torch.Tensor], torch.Tensor],
-        video_proj: nn.Module,
+        video_proj: Callable[[torch.Tensor], torch.Tensor],
         text_encoder: nn.Module,
         text_proj: nn.Module,
         tokenizer: Callable,

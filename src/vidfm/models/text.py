@@ -195,6 +195,32 @@ def convert_hf_bert(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.
     return out
 
 
+def to_hf_bert(sd: dict[str, torch.Tensor], depth: int) -> dict[str, torch.Tensor]:
+    """:class:`BertTextEncoder` keys -> HF ``BertModel`` keys (no ``bert.`` prefix): the inverse of
+    :func:`convert_hf_bert`."""
+    out = {
+        "embeddings.word_embeddings.weight": sd["word_embeddings.weight"],
+        "embeddings.position_embeddings.weight": sd["position_embeddings.weight"],
+        "embeddings.token_type_embeddings.weight": sd["token_type_embeddings.weight"],
+        "embeddings.LayerNorm.weight": sd["embed_norm.weight"],
+        "embeddings.LayerNorm.bias": sd["embed_norm.bias"],
+    }
+    for i in range(depth):
+        src, dst = f"layers.{i}.", f"encoder.layer.{i}."
+        for p in ("weight", "bias"):
+            q, k, v = sd[f"{src}attn.qkv.{p}"].chunk(3)
+            out |= {
+                f"{dst}attention.self.{n}.{p}": t
+                for n, t in zip(("query", "key", "value"), (q, k, v), strict=True)
+            }
+            out[f"{dst}attention.output.dense.{p}"] = sd[f"{src}attn.proj.{p}"]
+            out[f"{dst}attention.output.LayerNorm.{p}"] = sd[f"{src}norm1.{p}"]
+            out[f"{dst}intermediate.dense.{p}"] = sd[f"{src}mlp.fc1.{p}"]
+            out[f"{dst}output.dense.{p}"] = sd[f"{src}mlp.fc2.{p}"]
+            out[f"{dst}output.LayerNorm.{p}"] = sd[f"{src}norm2.{p}"]
+    return out
+
+
 def default_text_path() -> Path:
     """The folder of the packaged MiniLM (``pip install 'vidfm[text]'``)."""
     try:

@@ -47,7 +47,8 @@ class UMTStage2Recipe(Recipe):
     """Everything one stage-2 run needs; written to ``RUN/config.yaml``.
 
     init: the stage-1 run (or any vidfm run with the same encoder) the student and its alignment heads start
-    from; empty = from scratch.
+    from; empty = from scratch. pool_norm: official UMT's LayerNorm on the pooled video feature (true for a
+    run that starts from an official stage-2 checkpoint converted with ``vidfm convert --from umt_stage2``).
     """
 
     recipe: str = "umt_stage2"
@@ -67,6 +68,7 @@ class UMTStage2Recipe(Recipe):
     weights: LossWeights = field(default_factory=LossWeights)
     mlm_prob: float = 0.5
     hard_negatives: bool = True
+    pool_norm: bool = False
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(
             batch_size=128,
@@ -98,6 +100,7 @@ class UMTStage2Recipe(Recipe):
             weights=self.weights,
             mlm_prob=self.mlm_prob,
             hard_negatives=self.hard_negatives,
+            pool_norm=self.pool_norm,
             resize=self.teacher.resize,
         )
         if self.init:  # a resumed run then overwrites every weight from its own checkpoint
@@ -121,7 +124,7 @@ class UMTStage2Recipe(Recipe):
 
         encoder = VideoEncoder(self.encoder)
         text_encoder, tokenizer = self.text.build()
-        head = ContrastiveHead(text_encoder.width, self.embed_dim, encoder.width)
+        head = ContrastiveHead(text_encoder.width, self.embed_dim, encoder.width, video_norm=self.pool_norm)
         parts = {"encoder": encoder, "contrastive": head}
         if self.text.trainable:
             parts["text_encoder"] = text_encoder
@@ -130,7 +133,7 @@ class UMTStage2Recipe(Recipe):
         parts["text_encoder"] = text_encoder
         return DualEncoder(
             lambda video: encoder(video).tokens.mean(1),
-            head.video_proj,
+            head.video,
             text_encoder,
             head.text_proj,
             tokenizer,

@@ -67,6 +67,8 @@ class UMTStage2Task(UMTTask):
         weights: the loss weights.
         mlm_prob: MLM masking probability (0.5 in UMT).
         hard_negatives: VTM negatives drawn ∝ softmax(similarity) (UMT) or uniformly.
+        pool_norm: a LayerNorm on the mean of the visible tokens before the video projection, as official UMT's
+            ``vision_encoder.pool_norm`` (needed to train on from an official checkpoint).
     """
 
     def __init__(
@@ -84,6 +86,7 @@ class UMTStage2Task(UMTTask):
         mlm_prob: float = 0.5,
         hard_negatives: bool = True,
         resize: bool = False,
+        pool_norm: bool = False,
     ) -> None:
         weights = weights or LossWeights()
         if any(getattr(weights, p) < 0 for p in PARTS) or all(getattr(weights, p) == 0 for p in PARTS):
@@ -94,7 +97,7 @@ class UMTStage2Task(UMTTask):
         dt, dv = self.text_encoder.width, self.encoder.width
         if not text.trainable:
             self.text_encoder = FrozenModule(self.text_encoder)  # neither optimised nor saved
-        self.contrastive = ContrastiveHead(dt, embed_dim, dv, temperature)
+        self.contrastive = ContrastiveHead(dt, embed_dim, dv, temperature, video_norm=pool_norm)
         if weights.vtm > 0 or weights.mlm > 0:
             self.decoder = CrossModalDecoder(dt, dv, fusion.depth, fusion.heads, fusion.mlp_ratio)
         if weights.vtm > 0:

@@ -127,7 +127,7 @@ def _cache(cfg: Any, args: argparse.Namespace, tag: str) -> str:
     torch.manual_seed(cfg.train.seed)
     dataset = build_dataset(cfg.data, seed=cfg.train.seed)
     build_teacher_cache(
-        cfg.build_task(), dataset, out, views=2, collate=collate, batch_size=args.batch,
+        cfg.build_task, dataset, out, views=2, collate=collate, batch_size=args.batch,
         seed=cfg.train.seed, device=info.device,
     )  # fmt: skip
     return str(out)

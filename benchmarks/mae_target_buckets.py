@@ -40,10 +40,10 @@ def bucket_losses(
     for i, batch in enumerate(loader):
         if i == batches:
             break
-        video = task.augment(batch["video"], train=False)  # [B,C,T,H,W]
+        video = task.augment(batch["video"], train=False)  # [B,C,T,H,W] in [0, 1]
         mask = make_mask(cfg.mask, video.shape[0], task.encoder.grid, g, video.device)
         pred, target = task.reconstruct(video, mask)  # [B,Nm,P·C]
-        raw = pixel_target(video, task.mean, task.std, t, p, normalize=False, index=mask.masked)
+        raw = pixel_target(video, t, p, normalize=False, index=mask.masked)
         err.append((pred - target).square().mean(-1).flatten())
         zero.append(target.square().mean(-1).flatten())
         spread.append(raw.unflatten(-1, (-1, 3)).std(-2).mean(-1).flatten())  # [B·Nm]

@@ -23,6 +23,7 @@ import gc
 import tempfile
 from collections.abc import Callable
 from types import SimpleNamespace
+from typing import Any
 
 import official_reference as official
 import torch
@@ -38,6 +39,7 @@ from vidfm.objectives.pixel import masked_mse
 from vidfm.tasks.mvd import MVDTask
 from vidfm.tasks.videomae import VideoMAETask
 from vidfm.teachers.cache import TeacherCache, build_teacher_cache
+from vidfm.teachers.targets import LIVE, TargetProvider, TargetSource
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.distributed import compile_blocks, total_grad_norm
 from vidfm.train.optim import build_optimizer, param_groups
@@ -172,11 +174,15 @@ class _Noise(Dataset):
         return {"video": video}
 
 
-def mvd_task(args: argparse.Namespace, device: torch.device) -> MVDTask:
-    torch.manual_seed(1)
+def mvd_task(args: argparse.Namespace, device: torch.device, targets: TargetSource = LIVE) -> MVDTask:
     common = dict(size=args.size, depth=args.depth, width=args.width, heads=args.heads, img_size=args.img)
-    image = ViTTeacher(VideoEncoder(EncoderConfig(**common, tubelet=1, num_frames=1, cls_token=True)))
-    video = ViTTeacher(VideoEncoder(EncoderConfig(**common, tubelet=2, num_frames=args.frames)))
+
+    def teacher(name: str, **kw: Any) -> TargetProvider:  # noqa: ANN401
+        torch.manual_seed(1)  # random teachers, the same whether built alone or for a cache
+        return targets.teacher(name, lambda: ViTTeacher(VideoEncoder(EncoderConfig(**common, **kw))))
+
+    image = teacher("teacher_image", tubelet=1, num_frames=1, cls_token=True)
+    video = teacher("teacher_video", tubelet=2, num_frames=args.frames)
     enc = EncoderConfig(**common, tubelet=2, num_frames=args.frames, pos_embed="sincos_3d")
     torch.manual_seed(0)
     task = MVDTask(
@@ -185,9 +191,17 @@ def mvd_task(args: argparse.Namespace, device: torch.device) -> MVDTask:
     return task.to(device)
 
 
-def _mvd_loss(task: MVDTask, video: torch.Tensor, mask) -> Callable[[], torch.Tensor]:  # noqa: ANN001
+def _mvd_loss(
+    task: MVDTask,
+    video: torch.Tensor,
+    mask,
+    batch: dict | None = None,  # noqa: ANN001
+) -> Callable[[], torch.Tensor]:
+    """The loss on ``video`` ([0, 1] crops) with ``batch`` (cached targets) beside it."""
+    batch = batch or {}
+
     def fn() -> torch.Tensor:
-        preds, targets = task.predict(video, mask.visible, mask.masked)
+        preds, targets = task.predict(video, batch, mask.visible, mask.masked)
         return sum(feature_loss(preds[n], targets[n], task.loss) for n in task.weights)
 
     return fn
@@ -207,12 +221,11 @@ def vidfm_mvd_live(args: argparse.Namespace, device: torch.device) -> tuple[Row,
         vidfm_step(task, fn, cuda),
         count_flops(fn, task),
     )
-    clip = task.augment.unnormalize(video)
 
     def teachers_only() -> None:
         with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16, enabled=cuda):
-            for n in task.weights:
-                task.targets(n, clip, task.encoder.grid)
+            for teacher, _ in task.branches().values():
+                task.targets(teacher, video, {}, task.encoder.grid)
 
     return row, teachers_only
 
@@ -223,23 +236,20 @@ def vidfm_mvd_cached(args: argparse.Namespace, device: torch.device) -> Row:
     cuda = device.type == "cuda"
     with tempfile.TemporaryDirectory() as root:
         noise = _Noise(2, args.frames, args.img)
-        build_teacher_cache(mvd_task(args, device), noise, root, views=1, batch_size=2, device=device)
+        build_teacher_cache(
+            lambda targets: mvd_task(args, device, targets), noise, root, views=1, batch_size=2, device=device
+        )
         cache = TeacherCache(root)
         rows = [cache.read(i % 2, 0) for i in range(args.mvd_batch)]
-    stored = {k: torch.stack([r[k] for r in rows]).to(device) for k in rows[0]}  # as a batch brings them
-    task = mvd_task(args, device)
-    cache.attach(task)
-    teachers = [getattr(task, f"teacher_{n}") for n in task.weights]
+        task = mvd_task(args, device, cache.targets())
+    stored: dict[str, dict[str, torch.Tensor]] = {}  # batch["targets"], as the wrapped dataset brings it
+    for k in rows[0]:
+        if k not in ("box", "flip"):
+            name, field = k.split(".", 1)
+            stored.setdefault(name, {})[field] = torch.stack([r[k] for r in rows]).to(device)
     if args.compile:
         compile_blocks(task)
-    base = _mvd_loss(task, video, mask)
-
-    def fn() -> torch.Tensor:
-        for t in teachers:  # what the trainer's pre-forward hook feeds from each batch
-            prefix = f"{t.name}.0."
-            t.feed([{k[len(prefix) :]: v for k, v in stored.items() if k.startswith(prefix)}])
-        return base()
-
+    fn = _mvd_loss(task, video, mask, {"targets": stored})
     step = vidfm_step(task, fn, cuda)
     return Row(
         "vidfm MVD, cached targets", _precision(args, cuda, True), args.mvd_batch, step, count_flops(fn, task)

@@ -14,6 +14,7 @@ from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
 from vidfm.objectives.distill import feature_loss
 from vidfm.tasks.videoprism import VideoHead, VideoPrismStage2Task, VideoPrismTeacher
+from vidfm.teachers.targets import LiveTargets
 from vidfm.utils import make_generator
 
 ENCODER = EncoderConfig(
@@ -24,9 +25,11 @@ AUGMENT = AugmentConfig(size=32)
 DECODER = DecoderConfig(depth=1, width=16, heads=2, qkv_bias="fused")
 
 
-def teacher() -> VideoPrismTeacher:
+def teacher() -> LiveTargets:
     torch.manual_seed(7)
-    return VideoPrismTeacher(VideoEncoder(ENCODER), VideoHead(32, 2, 12), 32, AUGMENT.mean, AUGMENT.std)
+    return LiveTargets(
+        VideoPrismTeacher(VideoEncoder(ENCODER), VideoHead(32, 2, 12), 32, AUGMENT.mean, AUGMENT.std)
+    )
 
 
 def stage2(**kw) -> VideoPrismStage2Task:
@@ -92,13 +95,13 @@ def test_stage2_losses_by_hand() -> None:
     g = make_generator(3)
     out = task(clips(), g)
     g = make_generator(3)  # replay the same augmentation and mask
-    video = task.augment(clips()["video"], generator=g, train=True)
+    clip = task.augment(clips()["video"], generator=g, train=True)  # [0, 1]
     from vidfm.masking import make_mask
     from vidfm.tasks.videoprism import decode_all
 
-    mask = make_mask(task.mask_cfg, 3, task.encoder.grid, g, video.device)
-    student = task.encoder(video, visible=mask.visible)
-    target = task.teacher(task.augment.unnormalize(video))
+    mask = make_mask(task.mask_cfg, 3, task.encoder.grid, g, clip.device)
+    student = task.encoder(task.augment.normalize(clip), visible=mask.visible)
+    target = task.teacher(clip, {})
     assert target.tokens.shape == (3, 64, 32) and target.pooled.shape == (3, 12)
     pred = decode_all(task.decoder, student.tokens, mask.visible, mask.masked)
     assert pred.shape == (3, 64, 32)

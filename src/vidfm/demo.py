@@ -159,7 +159,7 @@ def baseline_rows(
 def save_reconstruction(task, cfg, manifest: Path, out: Path, seed: int, device: torch.device) -> None:
     """One test clip: the input, what the encoder saw (masked tubes grey), and the decoder's reconstruction."""
     from vidfm.data.config import build_dataset
-    from vidfm.eval.report import plot_reconstruction, to_unit_range
+    from vidfm.eval.report import plot_reconstruction
     from vidfm.masking import make_mask
     from vidfm.objectives.pixel import patchify, unpatchify
     from vidfm.utils import make_generator
@@ -168,13 +168,12 @@ def save_reconstruction(task, cfg, manifest: Path, out: Path, seed: int, device:
     item = build_dataset(
         dataclasses.replace(cfg.data, manifest=str(manifest)), seed=seed, split="test", train=False
     )[0]
-    video = task.augment(item["video"][None].to(device), train=False)  # [1,C,T,H,W]
+    clip = task.augment(item["video"][None].to(device), train=False)  # [1,C,T,H,W] in [0, 1]
     g = make_generator(seed, 0, device="cpu")
     mask = make_mask(cfg.mask, 1, task.encoder.grid, g, torch.device("cpu"))
     mask.visible, mask.masked = mask.visible.to(device), mask.masked.to(device)
-    pred, _ = task.reconstruct(video, mask)  # [1,Nm,P·C] in per-patch normalised units
+    pred, _ = task.reconstruct(clip, mask)  # [1,Nm,P·C] in per-patch normalised units
     t, p = cfg.encoder.tubelet, task.encoder.patch
-    clip = to_unit_range(video[0], task.mean, task.std)[None]  # [1,C,T,H,W]
     patches = patchify(clip, t, p)  # [1,N,P,C]
     if task.normalize_target:  # undo the per-patch normalisation with the true patch statistics
         mu, sd = patches.mean(-2, keepdim=True), patches.var(-2, keepdim=True).sqrt() + task.target_eps

@@ -38,7 +38,7 @@ def build_cache(cfg: Any, cache: Path, demo: Any) -> str:
         return f"reused the teacher targets in {cache}"
     start = time.perf_counter()
     build_teacher_cache(
-        cfg.build_task(),
+        cfg.build_task,
         build_dataset(cfg.data, seed=cfg.train.seed),
         cache,
         views=1,

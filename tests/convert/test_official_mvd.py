@@ -24,6 +24,7 @@ from vidfm.convert.mvd import from_official_mvd
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
 from vidfm.recipes.mvd import tiny as mvd_tiny
 from vidfm.tasks.mvd import MVDTask
+from vidfm.teachers.targets import LiveTargets
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.checkpoint import load_model_weights
 
@@ -113,7 +114,7 @@ def mvd_task(conv) -> MVDTask:
     vid = ViTTeacher(VideoEncoder(EncoderConfig(**small, width=OUT["vid"], tubelet=2, num_frames=FRAMES)))
     cfg = mvd_tiny()
     augment = dataclasses.replace(cfg.augment, size=SIDE)
-    return MVDTask(conv.encoder, conv.decoder, cfg.mask, augment, image, vid)
+    return MVDTask(conv.encoder, conv.decoder, cfg.mask, augment, LiveTargets(image), LiveTargets(vid))
 
 
 def test_student_with_both_decoders_matches_the_reference_and_resumes(tmp_path, caplog) -> None:

@@ -18,8 +18,9 @@ from vidfm.convert.umt import from_official_umt  # noqa: E402
 from vidfm.data.transforms import AugmentConfig  # noqa: E402
 from vidfm.masking import MaskConfig  # noqa: E402
 from vidfm.models.encoder import gather_tokens  # noqa: E402
-from vidfm.tasks.umt import UMTTask  # noqa: E402
+from vidfm.tasks.umt import UMTTask, align_pos, student_layers  # noqa: E402
 from vidfm.teachers.clip import CLIPTeacher, CLIPVisionConfig, CLIPVisionTower, clip_encoder_config  # noqa: E402
+from vidfm.teachers.targets import LiveTargets  # noqa: E402
 from vidfm.train.checkpoint import load_model_weights  # noqa: E402
 
 D, DEPTH, HEADS, PATCH, FRAMES, SIDE, K, E = 48, 3, 4, 8, 4, 32, 2, 16
@@ -69,7 +70,7 @@ def umt_task(conv) -> UMTTask:
     tower = CLIPVisionTower(
         CLIPVisionConfig(clip_encoder_config("T/8", img_size=SIDE, width=32, depth=3, heads=2), embed_dim=E)
     )
-    teacher = CLIPTeacher(tower, layers=tuple(range(-K, 0)))
+    teacher = LiveTargets(CLIPTeacher(tower, layers=tuple(range(-K, 0))))
     return UMTTask(
         conv.encoder, MaskConfig("semantic", 0.75), AugmentConfig(size=SIDE), teacher, align_layers=K
     )
@@ -99,9 +100,10 @@ def test_student_with_heads_matches_the_reference_and_resumes(tmp_path, qkv_bias
     x = video()
     with torch.no_grad():
         want = reference_forward(sd, x, VISIBLE)
-        out = task.encoder(x, visible=VISIBLE, return_layers=task.student_layers)
-        pos = gather_tokens(task.align_pos.expand(2, -1, -1), VISIBLE)
-        for j, (head, s) in enumerate(zip(task.align_heads, task.student_layers, strict=True)):
+        layers = student_layers(task.encoder, task.align_heads)
+        out = task.encoder(x, visible=VISIBLE, return_layers=layers)
+        pos = gather_tokens(align_pos(task.encoder).expand(2, -1, -1), VISIBLE)
+        for j, (head, s) in enumerate(zip(task.align_heads, layers, strict=True)):
             got = F.normalize(head(task.encoder.norm(out.hidden[s]) + pos), dim=-1)
             assert (got - want[j]).abs().max() <= 1e-4, j
     task.train()

@@ -38,12 +38,26 @@ def test_augment_keeps_one_box_per_sample_across_frames():
     assert torch.equal(out[:, :, 0], out[:, :, 3])
     test = aug(video, train=False)
     assert test.shape == (3, 3, 4, 32, 32)
-    # normalisation: unnormalise gives back [0,1] pixels of the centre crop when no resize happens
-    big = VideoAugment(AugmentConfig(size=48))(video, train=False)
+    # [0, 1] crop of the centre when no resize happens; normalize applies the config's mean/std
+    aug48 = VideoAugment(AugmentConfig(size=48))
+    big = aug48(video, train=False)
+    torch.testing.assert_close(big[0, :, 0, 0, 0], video[0, 0, 0, 0].float() / 255)
     torch.testing.assert_close(
-        big[0, :, 0, 0, 0] * torch.tensor(IMAGENET_STD) + torch.tensor(IMAGENET_MEAN),
-        video[0, 0, 0, 0].float() / 255,
+        aug48.normalize(big)[0, :, 0, 0, 0],
+        (video[0, 0, 0, 0].float() / 255 - torch.tensor(IMAGENET_MEAN)) / torch.tensor(IMAGENET_STD),
     )
+
+
+def test_augment_takes_a_given_view():
+    video = torch.randint(0, 256, (2, 3, 40, 48, 3), dtype=torch.uint8)
+    view = {
+        "box": torch.tensor([[0, 8, 40, 40], [4, 0, 32, 32]], dtype=torch.int32),
+        "flip": torch.tensor([False, True]),
+    }
+    out = VideoAugment(AugmentConfig(size=32))(video, view=view)
+    x = video.permute(0, 4, 1, 2, 3).float() / 255
+    torch.testing.assert_close(out[0], crop_and_resize(x[:1], [(0, 8, 40, 40)], 32)[0])
+    torch.testing.assert_close(out[1], x[1, :, :, 4:36, 0:32].flip(-1))
 
 
 def test_flip_and_multi_crop():

@@ -17,6 +17,7 @@ from vidfm.masking import MaskConfig
 from vidfm.models.decoder import DecoderConfig
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
 from vidfm.tasks.mvd import MVDTask
+from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.distributed import gather_with_grad
 
@@ -94,11 +95,20 @@ class ContrastiveToyTask(nn.Module):
         return {"loss": regress + nce, "regress": regress.detach(), "nce": nce.detach()}
 
 
-def mvd_task() -> MVDTask:
-    """A tiny MVD task over 4x32² clips: random image (width 32) and video (width 48) ViT teachers."""
-    torch.manual_seed(1)
-    image = ViTTeacher(VideoEncoder(EncoderConfig(**SMALL, tubelet=1, num_frames=1, cls_token=True)))
-    video = ViTTeacher(VideoEncoder(EncoderConfig(**{**SMALL, "width": 48}, tubelet=2, num_frames=4)))
+def mvd_task(targets: TargetSource = LIVE) -> MVDTask:
+    """A tiny MVD task over 4x32² clips: random image (width 32) and video (width 48) ViT teachers, from
+    ``targets`` as a recipe asks for them."""
+
+    def image_teacher() -> ViTTeacher:
+        torch.manual_seed(1)
+        return ViTTeacher(VideoEncoder(EncoderConfig(**SMALL, tubelet=1, num_frames=1, cls_token=True)))
+
+    def video_teacher() -> ViTTeacher:
+        torch.manual_seed(2)
+        return ViTTeacher(VideoEncoder(EncoderConfig(**{**SMALL, "width": 48}, tubelet=2, num_frames=4)))
+
+    image = targets.teacher("teacher_image", image_teacher)
+    video = targets.teacher("teacher_video", video_teacher)
     torch.manual_seed(0)
     encoder = EncoderConfig(**SMALL, tubelet=2, num_frames=4, pos_embed="sincos_3d")
     augment = AugmentConfig(size=32, flip_prob=0.5)

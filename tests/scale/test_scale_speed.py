@@ -62,10 +62,10 @@ def test_frozen_teacher_blocks_are_not_checkpointed_but_are_compiled():
     trainable = transformer_blocks(task, ("teacher",))
     assert len(everything) == len(trainable) + 2 and all(not n.startswith("teacher") for n, _ in trainable)
     assert apply_activation_checkpointing(task, ("teacher",)) == len(trainable)
-    assert not getattr(task.teacher_video.encoder.blocks[0], "_vidfm_checkpointed", False)
+    assert not getattr(task.teacher_video.teacher.encoder.blocks[0], "_vidfm_checkpointed", False)
     # Regional compile covers student, decoders and teachers; the eager backend keeps this test fast.
     assert compile_blocks(task, backend="eager") == len(everything)
-    assert task.teacher_image.encoder.blocks[0]._compiled_call_impl is not None
+    assert task.teacher_image.teacher.encoder.blocks[0]._compiled_call_impl is not None
     batch = {"video": torch.randint(0, 256, (2, 4, 40, 48, 3), dtype=torch.uint8)}
     out = task(batch, torch.Generator().manual_seed(0))
     out["loss"].backward()

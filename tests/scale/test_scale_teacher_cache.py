@@ -1,5 +1,6 @@
-"""Cached teacher targets: the cached loss equals the live one on the same view, the trainer picks views
-per epoch without running teachers, and the CLI builds a cache for the MVD recipe and trains from it."""
+"""Cached teacher targets: the cached loss equals the live one on the same view, a task built from the cache
+never builds its teachers, the trainer picks views per epoch, and the CLI builds a cache for the MVD recipe
+and trains from it."""
 
 from __future__ import annotations
 
@@ -11,13 +12,10 @@ from scale_toys import mvd_task
 from torch.utils.data import Dataset
 
 from vidfm.cli import main
-from vidfm.teachers.cache import (
-    CachedTeacher,
-    TeacherCache,
-    ViewAugment,
-    build_teacher_cache,
-    view_of,
-)
+from vidfm.errors import UserError
+from vidfm.teachers.cache import CachedProvider, TeacherCache, build_teacher_cache, view_of
+from vidfm.teachers.targets import LiveTargets
+from vidfm.train.checkpoint import trainable_state_dict
 from vidfm.train.trainer import TrainConfig, Trainer
 from vidfm.utils import log, make_generator
 
@@ -46,7 +44,7 @@ class Clips(Dataset):
 @pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("cache")
-    index = build_teacher_cache(mvd_task(), Clips(), root, views=3, batch_size=4, max_bytes=30_000, seed=2)
+    index = build_teacher_cache(mvd_task, Clips(), root, views=3, batch_size=4, max_bytes=30_000, seed=2)
     return root, index
 
 
@@ -60,18 +58,28 @@ def test_cache_index_and_storage_cost(cache_dir):
     files = sum((root / s["name"]).stat().st_size for s in index["shards"])
     assert index["bytes_per_clip"] * 6 <= files < index["bytes_per_clip"] * 6 + 4096 * len(index["shards"])
     assert json.loads((root / "cache.json").read_text())["shards"] == index["shards"]
-    assert TeacherCache(root).read(5, 2)["teacher_video.0.tokens"].dtype == torch.float16
+    assert TeacherCache(root).read(5, 2)["teacher_video.tokens"].dtype == torch.float16
+    assert json.loads((root / "cache.json").read_text())["teachers"]["teacher_video"]["spec"] == {
+        "dim": 48,
+        "layers": [],
+        "per_frame": False,
+        "embed_dim": None,
+    }
 
 
 def test_bf16_storage_and_bad_arguments(tmp_path):
-    index = build_teacher_cache(mvd_task(), Clips(n=2), tmp_path, views=1, dtype="bf16", batch_size=2)
+    index = build_teacher_cache(mvd_task, Clips(n=2), tmp_path, views=1, dtype="bf16", batch_size=2)
     read = TeacherCache(tmp_path).read(1, 0)
-    assert read["teacher_image.0.tokens"].dtype == torch.bfloat16 and read["box"].shape == (4,)
+    assert read["teacher_image.tokens"].dtype == torch.bfloat16 and read["box"].shape == (4,)
     assert index["bytes_per_clip"] == 2 * (2 * 16 * 32 + 32) + 2 * (2 * 16 * 48 + 48) + 4 * 4 + 1
     with pytest.raises(ValueError, match="dtype"):
-        build_teacher_cache(mvd_task(), Clips(n=2), tmp_path / "x", dtype="fp8")
+        build_teacher_cache(mvd_task, Clips(n=2), tmp_path / "x", dtype="fp8")
     with pytest.raises(FileNotFoundError, match="not a teacher cache"):
         TeacherCache(tmp_path / "missing")
+    old = json.loads((tmp_path / "cache.json").read_text())
+    (tmp_path / "cache.json").write_text(json.dumps({**old, "version": 1}))
+    with pytest.raises(UserError, match="version 1.*rebuild it"):
+        TeacherCache(tmp_path)
 
 
 def test_cached_loss_equals_the_live_teachers_on_the_same_view(cache_dir):
@@ -87,33 +95,45 @@ def test_cached_loss_equals_the_live_teachers_on_the_same_view(cache_dir):
     inner.set_epoch(views[1])
     assert torch.equal(batch["video"][1], inner[1]["video"])
 
-    live, cached = mvd_task(), mvd_task()
-    cache.attach(cached)
-    assert isinstance(cached.teacher_image, CachedTeacher) and not list(cached.teacher_image.parameters())
-    assert cached.teacher_image.per_frame and cached.teacher_video.dim == 48  # attributes tasks read
-    live.augment = ViewAugment(live.augment)  # same crops, live teachers
-    live.augment.boxes = [tuple(b) for b in batch["cache"]["box"].tolist()]
-    live.augment.flips = batch["cache"]["flip"].bool()
-    with torch.no_grad():
+    live, cached = mvd_task(), mvd_task(cache.targets())
+    assert isinstance(cached.teacher_image, CachedProvider) and not list(cached.teacher_image.parameters())
+    assert cached.teacher_image.spec.per_frame and cached.teacher_video.spec.dim == 48  # what tasks read
+    assert cached.teacher_image.spec == live.teacher_image.spec
+    # Teachers are built under a forked RNG: the cached task's student starts from the live one's weights.
+    want_sd, got_sd = trainable_state_dict(live), trainable_state_dict(cached)
+    assert want_sd.keys() == got_sd.keys() and all(torch.equal(want_sd[k], got_sd[k]) for k in want_sd)
+    with torch.no_grad():  # same crops (batch["view"]), live teachers
         want = live(batch, make_generator(0, 1))
         got = cached(batch, make_generator(0, 1))
     for k in want:
         torch.testing.assert_close(got[k], want[k], rtol=2e-3, atol=1e-4)  # fp16 storage
     # A batch whose crops differ from the cached view's would not match: the crop is really applied.
-    other = dict(batch, cache=dict(batch["cache"], box=batch["cache"]["box"].flip(0)))
+    other = dict(batch, view=dict(batch["view"], box=batch["view"]["box"].flip(0)))
     with torch.no_grad():
         assert not torch.allclose(cached(other, make_generator(0, 1))["loss"], want["loss"])
 
 
+def test_a_task_built_from_the_cache_never_builds_its_teachers(cache_dir):
+    root, _ = cache_dir
+    targets = TeacherCache(root).targets()
+
+    def build():  # noqa: ANN202
+        raise AssertionError("a teacher was built")
+
+    provider = targets.teacher("teacher_image", build)
+    assert isinstance(provider, CachedProvider) and provider.spec.dim == 32
+    with pytest.raises(UserError, match="teacher_video.*which this task does not use"):
+        targets.check_all_used()
+    targets.teacher("teacher_video", build)
+    targets.check_all_used()
+    with pytest.raises(UserError, match="holds no targets of 'teacher'"):
+        targets.teacher("teacher", build)
+
+
 def test_trainer_uses_cached_views_and_never_runs_teachers(cache_dir, tmp_path):
     root, _ = cache_dir
-    task = mvd_task()
-    boom = RuntimeError("a teacher ran")
-
-    def explode(*_):
-        raise boom
-
-    task.teacher_image.encode = task.teacher_video.encode = explode
+    task = mvd_task(TeacherCache(root).targets())
+    assert not any(isinstance(m, LiveTargets) for m in task.modules())  # no teacher to run
     c = TrainConfig(
         steps=4, batch_size=3, lr=1e-3, warmup_steps=0, log_every=1, ckpt_every=0, workers=0, device="cpu",
         precision="fp32", progress=False, seed=7, teacher_cache=str(root),

@@ -12,6 +12,7 @@ from vidfm.recipes.mvd import MVDTeachers
 from vidfm.recipes.mvd import tiny as mvd_tiny
 from vidfm.tasks.mvd import MVDTask
 from vidfm.teachers.align import teacher_frames
+from vidfm.teachers.targets import LiveTargets
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.checkpoint import trainable_state_dict
 from vidfm.utils import make_generator
@@ -42,6 +43,7 @@ def make_task(image_weight: float = 1.0, video_weight: float = 1.0, explode: str
     augment = dataclasses.replace(cfg.augment, size=32)
     image, video = teachers(explode)
     torch.manual_seed(0)
+    image, video = LiveTargets(image), LiveTargets(video)
     return MVDTask(encoder, cfg.decoder, cfg.mask, augment, image, video, image_weight, video_weight, **kw)
 
 
@@ -54,15 +56,14 @@ def test_targets_are_teacher_features_at_masked_positions() -> None:
     task = make_task()
     assert task.decoder_image.head.out_features == 32 and task.decoder_video.head.out_features == 48
     assert task.decoder_image.blocks[0].attn.qkv.in_features == 32  # decoder as wide as the encoder
-    video = task.augment(batch()["video"], train=False)
+    clip = task.augment(batch()["video"], train=False)  # [0, 1]
     masked = torch.tensor([[0, 5, 17, 31], [1, 2, 20, 30]])
     visible = torch.stack([torch.tensor([i for i in range(32) if i not in row]) for row in masked.tolist()])
-    preds, targets = task.predict(video, visible, masked)
-    clip = task.augment.unnormalize(video)
+    preds, targets = task.predict(clip, {}, visible, masked)
     # image teacher: frames 0 and 2 (the first of each tubelet), each frame alone
-    image_tokens = task.teacher_image(clip[:, :, ::2]).tokens  # [B, 2·16, 32]
+    image_tokens = task.teacher_image(clip[:, :, ::2], {}).tokens  # [B, 2·16, 32]
     torch.testing.assert_close(targets["image"], gather_tokens(image_tokens, masked))
-    torch.testing.assert_close(targets["video"], gather_tokens(task.teacher_video(clip).tokens, masked))
+    torch.testing.assert_close(targets["video"], gather_tokens(task.teacher_video(clip, {}).tokens, masked))
     assert preds["image"].shape == (2, 4, 32) and preds["video"].shape == (2, 4, 48)
 
 
@@ -84,7 +85,7 @@ def test_zero_weight_builds_no_decoder_and_never_runs_the_teacher(branch: str) -
     with pytest.raises(AssertionError, match="forward ran"):  # the stand-in does explode when weighted
         make_task(explode=branch)(batch(), make_generator(0, 1))
     task = make_task(explode=branch, **{f"{branch}_weight": 0.0})
-    assert not hasattr(task, f"decoder_{branch}") and not hasattr(task, f"teacher_{branch}")
+    assert getattr(task, f"decoder_{branch}") is None and getattr(task, f"teacher_{branch}") is None
     other = "video" if branch == "image" else "image"
     out = task(batch(), make_generator(0, 1))
     assert set(out) == {"loss", f"loss_{other}"}
@@ -94,12 +95,11 @@ def test_zero_weight_builds_no_decoder_and_never_runs_the_teacher(branch: str) -
 def test_concat_alignment_predicts_all_tubelet_frames() -> None:
     task = make_task(video_weight=0.0, align="concat")
     assert task.decoder_image.head.out_features == 2 * 32
-    video = task.augment(batch()["video"], train=False)
+    clip = task.augment(batch()["video"], train=False)  # [0, 1]
     masked = torch.arange(4).expand(2, 4)
     visible = torch.arange(4, 32).expand(2, 28)
-    _, targets = task.predict(video, visible, masked)
-    clip = task.augment.unnormalize(video)
-    frames = task.teacher_image(teacher_frames(clip, 2, "concat")).tokens.view(2, 4, 16, 32)
+    _, targets = task.predict(clip, {}, visible, masked)
+    frames = task.teacher_image(teacher_frames(clip, 2, "concat"), {}).tokens.view(2, 4, 16, 32)
     # student token 3 (time slot 0, position 3) <- frames 0 and 1 at position 3
     torch.testing.assert_close(targets["image"][:, 3], torch.cat([frames[:, 0, 3], frames[:, 1, 3]], -1))
 

@@ -10,9 +10,10 @@ from vidfm.masking import MaskConfig
 from vidfm.models.clip_vision import CLIPVisionConfig, CLIPVisionTower, clip_encoder_config
 from vidfm.models.encoder import EncoderConfig, gather_tokens
 from vidfm.objectives.distill import normalized_l2
-from vidfm.tasks.umt import UMTTask
+from vidfm.tasks.umt import UMTTask, align_pos, unmasked_alignment
 from vidfm.teachers.base import Teacher, TeacherOutput
 from vidfm.teachers.clip import CLIPTeacher
+from vidfm.teachers.targets import LiveTargets
 from vidfm.train.checkpoint import trainable_state_dict
 from vidfm.utils import make_generator
 
@@ -39,12 +40,20 @@ class PlantedTeacher(Teacher):
         return TeacherOutput(hidden[1], (t, 4, 4), attention=attention, hidden=hidden)
 
 
-def clip_teacher() -> CLIPTeacher:
+def clip_teacher() -> LiveTargets:
     torch.manual_seed(3)
     tower = CLIPVisionTower(
         CLIPVisionConfig(clip_encoder_config("T/8", img_size=32, width=32, depth=3, heads=2), embed_dim=16)
     )
-    return CLIPTeacher(tower, layers=(-2, -1))
+    return LiveTargets(CLIPTeacher(tower, layers=(-2, -1)))
+
+
+def align(task: UMTTask, clip: torch.Tensor, generator: torch.Generator):  # noqa: ANN201
+    """The task's masked forward with UTA on a [0, 1] clip: (loss, student output, mask)."""
+    video = task.augment.normalize(clip)
+    return unmasked_alignment(
+        task.encoder, task.mask_cfg, task.teacher, task.align_heads, video, clip, {}, generator, task.resize
+    )
 
 
 def clips(b: int = 2) -> dict:
@@ -54,11 +63,12 @@ def clips(b: int = 2) -> dict:
 
 def test_semantic_mask_keeps_what_the_teacher_attends_to() -> None:
     torch.manual_seed(0)
-    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, PlantedTeacher(), align_layers=2)
-    video = task.augment(clips()["video"], train=False)
+    teacher = LiveTargets(PlantedTeacher())
+    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, teacher, align_layers=2)
+    clip = task.augment(clips()["video"], train=False)
     kept = torch.zeros(16)
     for seed in range(40):
-        _, out, mask = task.align(video, make_generator(seed))
+        _, out, mask = align(task, clip, make_generator(seed))
         frame = mask.visible // 16  # [B,Nv] frame of each visible token
         # exactly 16 - int(0.8·16) = 4 visible tokens in every frame of every clip (official N_vis)
         assert all(torch.bincount(f, minlength=4).tolist() == [4] * 4 for f in frame)
@@ -72,13 +82,13 @@ def test_uta_loss_is_two_minus_two_cos_at_visible_tokens() -> None:
     teacher = clip_teacher()
     torch.manual_seed(0)
     task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, teacher, align_layers=2)
-    video = task.augment(clips()["video"], train=False)
-    loss, out, mask = task.align(video, make_generator(1))
+    clip = task.augment(clips()["video"], train=False)
+    loss, out, mask = align(task, clip, make_generator(1))
     # by hand: the teacher's last 2 layers at the visible tokens, the student's last 2 through its heads
-    target = teacher(task.augment.unnormalize(video))
+    target = teacher(clip, {})
     assert target.attention.shape == (2, 4, 16) and set(target.hidden) == {1, 2}
-    student = task.encoder(video, visible=mask.visible, return_layers=(0, 1))
-    pos = gather_tokens(task.align_pos.expand(2, -1, -1), mask.visible)
+    student = task.encoder(task.augment.normalize(clip), visible=mask.visible, return_layers=(0, 1))
+    pos = gather_tokens(align_pos(task.encoder).expand(2, -1, -1), mask.visible)
     parts = [
         normalized_l2(
             head(task.encoder.norm(student.hidden[s]) + pos), gather_tokens(target.hidden[t], mask.visible)
@@ -198,3 +208,64 @@ def test_stage2_weight_zero_builds_nothing() -> None:
     assert getattr(task, "teacher", None) is None and "loss_uta" not in task(captioned(), make_generator(0))
     with pytest.raises(ValueError, match="not all 0"):
         stage2(LossWeights(0, 0, 0, 0))
+
+
+# Trainable keys (beyond encoder.*, text_encoder.* and decoder.*) of these tiny tasks as runs saved them
+# before UTA became a function: their checkpoints must still load key for key.
+ALIGN_KEYS = [
+    (f"align_heads.{j}.{part}", shape)
+    for j in (0, 1)
+    for part, shape in (
+        ("fc.weight", (16, 32)),
+        ("fc.bias", (16,)),
+        ("norm.weight", (16,)),
+        ("norm.bias", (16,)),
+    )
+]
+STAGE2_KEYS = ALIGN_KEYS + [
+    ("contrastive.temp", ()),
+    ("contrastive.video_proj.weight", (16, 32)),
+    ("contrastive.video_proj.bias", (16,)),
+    ("contrastive.text_proj.weight", (16, 384)),
+    ("contrastive.text_proj.bias", (16,)),
+    ("vtm_head.weight", (2, 384)),
+    ("vtm_head.bias", (2,)),
+    ("mlm_head.bias", (30522,)),
+    ("mlm_head.dense.weight", (384, 384)),
+    ("mlm_head.dense.bias", (384,)),
+    ("mlm_head.norm.weight", (384,)),
+    ("mlm_head.norm.bias", (384,)),
+]
+
+
+def _heads_and_groups(task: torch.nn.Module) -> tuple[list, list]:
+    sd = trainable_state_dict(task)
+    rest = [
+        (k, tuple(v.shape))
+        for k, v in sd.items()
+        if not k.startswith(("encoder.", "text_encoder.", "decoder."))
+    ]
+    return rest, sorted({k.split(".")[0] for k in sd})
+
+
+def test_checkpoint_keys_of_earlier_runs_still_load(tmp_path) -> None:
+    task = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, clip_teacher(), align_layers=2)
+    assert _heads_and_groups(task) == (ALIGN_KEYS, ["align_heads", "encoder"])
+    from vidfm.train.checkpoint import load_model_weights, save_checkpoint
+
+    save_checkpoint(tmp_path, 1, trainable_state_dict(task), {})
+    again = UMTTask(STUDENT, MaskConfig("semantic", 0.8), AUGMENT, clip_teacher(), align_layers=2)
+    load_model_weights(tmp_path, again, strict=True)
+    assert torch.equal(again.align_heads[1].fc.weight, task.align_heads[1].fc.weight)
+
+
+def test_stage2_checkpoint_keys_of_earlier_runs() -> None:
+    rest, groups = _heads_and_groups(stage2())
+    assert rest == STAGE2_KEYS and groups == [
+        "align_heads",
+        "contrastive",
+        "decoder",
+        "encoder",
+        "mlm_head",
+        "vtm_head",
+    ]

@@ -262,7 +262,7 @@ def run_cache_targets(args: argparse.Namespace) -> int:
     dataset = build_dataset(cfg.data, seed=cfg.train.seed)  # the dataset `vidfm pretrain` trains on
     t0 = time.perf_counter()
     index = build_teacher_cache(
-        cfg.build_task(),
+        cfg.build_task,
         dataset,
         args.out,
         views=args.views,

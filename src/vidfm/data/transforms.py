@@ -1,7 +1,9 @@
 """Batch-level video augmentation on the training device, without torchvision.
 
-uint8 clips [B,T,H,W,C] from the loader -> float [B,C,T,H,W] -> multi-scale crop (train) or centre crop
-(test) -> resize -> normalise. One crop box per sample, the same for all its frames.
+uint8 clips [B,T,H,W,C] from the loader -> float [B,C,T,H,W] in [0, 1] -> multi-scale crop (train) or centre
+crop (test) -> resize. One crop box per sample, the same for all its frames. The crop stays in [0, 1]: each
+consumer normalises its own input once (the student with :meth:`VideoAugment.normalize`, a teacher with its
+own mean/std, pixel targets not at all), so nothing is normalised and then un-normalised again.
 """
 
 from __future__ import annotations
@@ -190,8 +192,13 @@ class AugmentConfig:
 
 
 class VideoAugment(nn.Module):
-    """uint8 [B,T,H,W,C] -> normalised float [B,C,T,size,size]: multi-scale crop (+ flip) when training,
-    centre crop otherwise. The one call a task makes for its input."""
+    """uint8 [B,T,H,W,C] -> float crop [B,C,T,size,size] in [0, 1]: multi-scale crop (+ flip) when training,
+    centre crop otherwise. The one call a task makes for its input; :meth:`normalize` then gives the
+    student's input.
+
+    A training crop is drawn from the step's generator, or given per sample by ``view`` (``batch["view"]``:
+    ``box`` int [B,4] as (top, left, h, w) and ``flip`` bool [B]), e.g. the view a teacher cache was built on.
+    """
 
     def __init__(self, cfg: AugmentConfig) -> None:
         super().__init__()
@@ -200,17 +207,26 @@ class VideoAugment(nn.Module):
         self.register_buffer("std", torch.tensor(cfg.std), persistent=False)
 
     def forward(
-        self, video: torch.Tensor, generator: torch.Generator | None = None, train: bool = True
+        self,
+        video: torch.Tensor,
+        generator: torch.Generator | None = None,
+        train: bool = True,
+        view: dict[str, torch.Tensor] | None = None,
     ) -> torch.Tensor:
         x = to_float(video)
         size = self.cfg.size
-        if train:
-            x = random_resized_crop(x, size, self.cfg.scales, self.cfg.max_distort, generator)
-            x = horizontal_flip(x, self.cfg.flip_prob, generator)
-        else:
-            x = center_crop(x, size)
-        return normalize(x, self.mean, self.std)
+        if not train:
+            return center_crop(x, size)
+        if view is not None:
+            boxes = [(int(t), int(left), int(h), int(w)) for t, left, h, w in view["box"].tolist()]
+            if len(boxes) != x.shape[0]:
+                raise ValueError(f"view has {len(boxes)} boxes for a batch of {x.shape[0]} clips")
+            x = crop_and_resize(x, boxes, size)
+            flip = view["flip"].to(device=x.device, dtype=torch.bool).view(-1, 1, 1, 1, 1)
+            return torch.where(flip, x.flip(-1), x)
+        x = random_resized_crop(x, size, self.cfg.scales, self.cfg.max_distort, generator)
+        return horizontal_flip(x, self.cfg.flip_prob, generator)
 
-    def unnormalize(self, video: torch.Tensor) -> torch.Tensor:
-        """Normalised [B,C,T,H,W] -> [0, 1] (what a teacher receives)."""
-        return video * self.std.view(1, -1, 1, 1, 1) + self.mean.view(1, -1, 1, 1, 1)
+    def normalize(self, clip: torch.Tensor) -> torch.Tensor:
+        """[B,C,T,H,W] in [0, 1] -> normalised with the config's mean/std (the student's input)."""
+        return normalize(clip, self.mean.to(clip.dtype), self.std.to(clip.dtype))

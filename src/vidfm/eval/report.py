@@ -120,11 +120,6 @@ def save_table(header: Sequence[str], rows: Sequence[Sequence[object]], out_md: 
     return md
 
 
-def to_unit_range(video: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """Undo input normalisation: [C,T,H,W] -> [0,1]."""
-    return video * std.view(-1, 1, 1, 1) + mean.view(-1, 1, 1, 1)
-
-
 def as_numpy(x: torch.Tensor) -> np.ndarray:
     return x.detach().cpu().numpy()
 

@@ -32,8 +32,6 @@ def unpatchify(tokens: torch.Tensor, grid: tuple[int, int, int], tubelet: int, p
 
 def pixel_target(
     video: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
     tubelet: int,
     patch: int,
     normalize: bool = True,
@@ -42,17 +40,17 @@ def pixel_target(
 ) -> torch.Tensor:
     """Reconstruction target per token: [B, N, t·p·p·C], or [B, K, t·p·p·C] for the tokens in ``index`` [B,K].
 
-    As official VideoMAE ``engine_for_pretraining.py``: undo the input normalisation, then (``normalize``)
-    standardise each tubelet's pixels per channel with its own mean and unbiased std (+``eps``), and flatten
-    (p c). Without ``normalize`` the target is the raw [0, 1] pixels. Each token's target depends on its own
-    tubelet only, so gathering the masked ones first (``index``) gives the same values for a tenth of the work.
-    Args: video [B,C,T,H,W] normalised input; mean, std [C] of that normalisation.
+    As official VideoMAE ``engine_for_pretraining.py``: the un-normalised [0, 1] clip (the official code undoes
+    the input normalisation; here the crop is taken before it), then (``normalize``) each tubelet's pixels
+    standardised per channel with their own mean and unbiased std (+``eps``), flattened (p c). Without
+    ``normalize`` the target is the raw [0, 1] pixels. Each token's target depends on its own tubelet only, so
+    gathering the masked ones first (``index``) gives the same values for a tenth of the work.
+    Args: video [B,C,T,H,W] in [0, 1] (the crop before the student's normalisation).
     """
     b, c, t, h, w = video.shape
     if index is None:
         index = torch.arange((t // tubelet) * (h // patch) * (w // patch), device=video.device).expand(b, -1)
-    tubes = gather_tubes(video.float(), index, tubelet, patch).flatten(3)  # [B,K,C,P]
-    tubes = tubes * std[:, None] + mean[:, None]  # [0, 1] pixels
+    tubes = gather_tubes(video.float(), index, tubelet, patch).flatten(3)  # [B,K,C,P] [0, 1] pixels
     if normalize:  # mean and unbiased variance written out: torch.var is several times slower on CPU here
         centred = tubes - tubes.mean(dim=-1, keepdim=True)
         var = (centred * centred).sum(dim=-1, keepdim=True) / (tubes.shape[-1] - 1)

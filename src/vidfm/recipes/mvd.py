@@ -39,7 +39,7 @@ from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, gpu_train, mae_pretrain, pick_variant
-from vidfm.teachers.targets import LIVE, TargetSource
+from vidfm.teachers.targets import LIVE, TargetProvider, TargetSource
 from vidfm.train.config import TrainConfig
 
 
@@ -119,7 +119,7 @@ class MVDRecipe(Recipe):
         path: str,
         weight: float,
         size: int | None,
-    ) -> nn.Module | None:
+    ) -> TargetProvider | None:
         if weight == 0:
             return None
         if kind == "image" and self.teachers.image_kind == "efficientnet_lite0":

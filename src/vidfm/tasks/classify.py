@@ -158,7 +158,7 @@ class ClassifyTask(nn.Module):
             raise ValueError(
                 f"labels of {self.label!r} must lie in [0, {self.num_classes}): unlabelled rows?"
             )
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        video = self.augment.normalize(self.augment(batch["video"], generator, view=batch.get("view")))
         video, target, _ = mix_batch(
             video, labels, self.num_classes, self.mixup, self.label_smoothing, generator
         )

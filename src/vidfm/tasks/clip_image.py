@@ -122,7 +122,7 @@ class CLIPImageTask(nn.Module):
             clips.device
         )
         frames = clips[torch.arange(b, device=clips.device)[:, None], pick]  # [B,F,H,W,C]
-        video = self.augment(frames, generator=generator, train=True)  # [B,C,F,H,W], one crop per clip
+        video = self.augment.normalize(self.augment(frames, generator))  # [B,C,F,H,W], one crop per clip
         image_emb = self.embed_images(video.transpose(1, 2).flatten(0, 1).unsqueeze(2))  # [B·F,E]
         text_emb = self.embed_text(captions, video.device).repeat_interleave(self.frames, dim=0)  # [B·F,E]
         idx = video_ids(batch, video.device).repeat_interleave(self.frames)

@@ -26,21 +26,18 @@ from vidfm.objectives.pixel import masked_mse, patchify
 
 def mae_pixel_target(
     images: torch.Tensor,
-    mean: torch.Tensor,
-    std: torch.Tensor,
     patch: int,
     normalize: bool = True,
     eps: float = 1e-6,
 ) -> torch.Tensor:
-    """Normalised images [B,C,1,H,W] -> MAE's target per patch [B, N, p·p·C].
+    """Images [B,C,1,H,W] in [0, 1] -> MAE's target per patch [B, N, p·p·C].
 
-    As official ``models_mae.py`` (``patchify`` order (p, q, c); ``forward_loss``): undo the input
-    normalisation, then (``normalize``) standardise each patch over all its p·p·C values with its own mean
+    As official ``models_mae.py`` (``patchify`` order (p, q, c); ``forward_loss``): the un-normalised pixels
+    (the crop before the student's normalisation), then (``normalize``) standardise each patch over all its p·p·C values with its own mean
     and unbiased variance, ``(x - mean) / (var + 1e-6) ** 0.5``. (VideoMAE's target, in
     :func:`vidfm.objectives.pixel.pixel_target`, standardises each channel separately instead.)
     """
-    raw = images.float() * std.view(1, -1, 1, 1, 1) + mean.view(1, -1, 1, 1, 1)
-    patches = patchify(raw, 1, patch).flatten(2)  # [B,N,p·p·C], (p p c) as MAE
+    patches = patchify(images.float(), 1, patch).flatten(2)  # [B,N,p·p·C], (p p c) as MAE
     if normalize:
         mu, var = patches.mean(dim=-1, keepdim=True), patches.var(dim=-1, keepdim=True)
         patches = (patches - mu) / (var + eps) ** 0.5
@@ -84,11 +81,10 @@ class MAEImageTask(nn.Module):
         self.decoder = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        images = video.transpose(1, 2).flatten(0, 1).unsqueeze(2)  # [B·T,C,1,H,W]: every frame an image
-        mask = make_mask(self.mask_cfg, images.shape[0], self.encoder.grid, generator, video.device)
-        out = self.encoder(images, visible=mask.visible)
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        images = clip.transpose(1, 2).flatten(0, 1).unsqueeze(2)  # [B·T,C,1,H,W]: every frame an image
+        mask = make_mask(self.mask_cfg, images.shape[0], self.encoder.grid, generator, clip.device)
+        out = self.encoder(self.augment.normalize(images), visible=mask.visible)
         pred = self.decoder(out.tokens, mask.visible, mask.masked)  # [B·T,Nm,p·p·C]
-        mean, std = self.augment.mean, self.augment.std
-        target = mae_pixel_target(images, mean, std, self.encoder.patch, self.normalize_target)
+        target = mae_pixel_target(images, self.encoder.patch, self.normalize_target)
         return {"loss": masked_mse(pred, gather_tokens(target, mask.masked))}

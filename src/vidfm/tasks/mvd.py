@@ -23,7 +23,7 @@ from vidfm.models.decoder import DecoderConfig, MaskedDecoder, sincos_3d_like
 from vidfm.models.encoder import EncoderConfig, VideoEncoder, gather_tokens
 from vidfm.objectives.distill import FeatureLoss, feature_loss, layer_norm_target
 from vidfm.teachers.align import AlignMode, align_tokens, target_dim, teacher_frames
-from vidfm.teachers.base import Teacher
+from vidfm.teachers.targets import TargetProvider
 
 BRANCHES = ("image", "video")
 
@@ -36,9 +36,9 @@ class MVDTask(nn.Module):
         decoder: decoder config for both decoders; width/heads None = the encoder's (official
             ``feat_decoder_embed_dim=None``), depth 2 in MVD.
         mask: mask config (tube, 0.9).
-        augment: crop/normalise config; teachers receive the crop un-normalised, in [0, 1].
-        image_teacher, video_teacher: frozen teachers (:class:`~vidfm.teachers.vit.ViTTeacher` or any
-            :class:`Teacher` with a ``dim`` attribute), or None where the weight is 0.
+        augment: crop/normalise config; teachers receive the crop in [0, 1], the student its normalisation.
+        image_teacher, video_teacher: target providers (:mod:`vidfm.teachers.targets`: a live
+            :class:`~vidfm.teachers.vit.ViTTeacher`, cached targets, ...), or None where the weight is 0.
         image_weight, video_weight: λ_img and λ_vid (1 and 1 in MVD).
         align: how the image teacher's frames meet the tubelets (:mod:`vidfm.teachers.align`).
         loss: feature loss (``smooth_l1`` in MVD).
@@ -51,8 +51,8 @@ class MVDTask(nn.Module):
         decoder: DecoderConfig,
         mask: MaskConfig,
         augment: AugmentConfig,
-        image_teacher: Teacher | None,
-        video_teacher: Teacher | None,
+        image_teacher: TargetProvider | None,
+        video_teacher: TargetProvider | None,
         image_weight: float = 1.0,
         video_weight: float = 1.0,
         align: AlignMode = "first",
@@ -69,51 +69,63 @@ class MVDTask(nn.Module):
         # Official MVD's decoder tables come from its get_3d_sincos_pos_embed (pos_embed_img/pos_embed_vid,
         # time channels first); an encoder with vidfm's own 3-D order gets decoders in that order.
         decoder = replace(decoder, pos_embed=sincos_3d_like(encoder.pos_embed))
-        self.weights: dict[str, float] = {}
-        for name, teacher, weight in (
-            ("image", image_teacher, image_weight),
-            ("video", video_teacher, video_weight),
-        ):
+
+        def branch(
+            name: str, teacher: TargetProvider | None, weight: float
+        ) -> tuple[TargetProvider | None, MaskedDecoder | None]:
             if weight < 0:
                 raise ValueError(f"teachers.{name}_weight must be >= 0, got {weight}")
             if weight == 0:
-                continue  # no decoder, no teacher: the teacher's forward can never run
+                return None, None  # no decoder, no teacher: the teacher's forward can never run
             if teacher is None:
                 raise ValueError(f"teachers.{name}_weight is {weight} but no {name} teacher was given")
-            per_frame = bool(getattr(teacher, "per_frame", False))
-            out_dim = target_dim(int(teacher.dim), self.tubelet, align, per_frame)
+            out_dim = target_dim(teacher.spec.dim, self.tubelet, align, teacher.spec.per_frame)
             dec = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
-            # Teachers are Frozen modules (vidfm.layers.frozen): never optimised, never saved.
-            setattr(self, f"teacher_{name}", teacher)
-            setattr(self, f"decoder_{name}", dec)
-            self.weights[name] = float(weight)
+            return teacher, dec
+
+        # Explicit attributes (state-dict keys ``decoder_image.*``/``decoder_video.*``, as official MVD's two
+        # decoders); the providers are Frozen (vidfm.layers.frozen): never optimised, never saved.
+        self.teacher_image, self.decoder_image = branch("image", image_teacher, image_weight)
+        self.teacher_video, self.decoder_video = branch("video", video_teacher, video_weight)
+        self.weights = {
+            name: float(w) for name, w in (("image", image_weight), ("video", video_weight)) if w > 0
+        }
         if not self.weights:
             raise ValueError("both teacher weights are 0: MVD has nothing to distil")
 
-    def targets(self, name: str, clip: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        """Teacher ``name``'s features on the student's token grid: clip [B,C,T,H,W] in [0,1] -> [B,N,D']."""
-        teacher = getattr(self, f"teacher_{name}")
-        per_frame = bool(getattr(teacher, "per_frame", False))
-        out = teacher(teacher_frames(clip, self.tubelet, self.align) if per_frame else clip)
+    def branches(self) -> dict[str, tuple[TargetProvider, MaskedDecoder]]:
+        """Branch name -> (teacher, decoder), for the branches with a non-zero weight."""
+        pairs = {
+            "image": (self.teacher_image, self.decoder_image),
+            "video": (self.teacher_video, self.decoder_video),
+        }
+        return {name: pairs[name] for name in self.weights}  # type: ignore[misc]
+
+    def targets(
+        self, teacher: TargetProvider, clip: torch.Tensor, batch: dict, grid: tuple[int, int, int]
+    ) -> torch.Tensor:
+        """A teacher's features on the student's token grid: clip [B,C,T,H,W] in [0,1] -> [B,N,D']."""
+        per_frame = teacher.spec.per_frame
+        out = teacher(teacher_frames(clip, self.tubelet, self.align) if per_frame else clip, batch)
         return align_tokens(out.tokens, out.grid, grid, mode=self.align if per_frame else "first")
 
     def predict(
-        self, video: torch.Tensor, visible: torch.Tensor, masked: torch.Tensor
+        self, clip: torch.Tensor, batch: dict, visible: torch.Tensor, masked: torch.Tensor
     ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-        """Normalised video [B,C,T,H,W] and mask indices -> per branch (prediction, target), each [B,Nm,D']."""
-        out = self.encoder(video, visible=visible)
-        clip = self.augment.unnormalize(video)  # [B,C,T,H,W] in [0,1], what teachers take
+        """Crop [B,C,T,H,W] in [0, 1], the batch (for cached targets) and mask indices -> per branch
+        (prediction, target), each [B,Nm,D']; the student sees the normalised crop, teachers the crop."""
+        out = self.encoder(self.augment.normalize(clip), visible=visible)
         preds, targets = {}, {}
-        for name in self.weights:
-            target = gather_tokens(self.targets(name, clip, out.grid), masked)
+        for name, (teacher, decoder) in self.branches().items():
+            target = gather_tokens(self.targets(teacher, clip, batch, out.grid), masked)
             targets[name] = layer_norm_target(target) if self.norm_target else target
-            preds[name] = getattr(self, f"decoder_{name}")(out.tokens, visible, masked)
+            preds[name] = decoder(out.tokens, visible, masked)
         return preds, targets
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        mask = make_mask(self.mask_cfg, video.shape[0], self.encoder.grid, generator, video.device)
-        preds, targets = self.predict(video, mask.visible, mask.masked)
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        mask = make_mask(self.mask_cfg, clip.shape[0], self.encoder.grid, generator, clip.device)
+        preds, targets = self.predict(clip, batch, mask.visible, mask.masked)
         parts = {name: feature_loss(preds[name], targets[name], self.loss) for name in self.weights}
         loss = sum(self.weights[name] * part for name, part in parts.items())
         return {"loss": loss, **{f"loss_{name}": part.detach() for name, part in parts.items()}}

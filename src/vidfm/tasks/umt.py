@@ -12,6 +12,10 @@ and ``models/modeling_pretrain_umt.py``:
    sincos position table added (``clip_pos_embed`` at the visible positions), then one head per layer
    (Linear -> LayerNorm), and are aligned with the teacher's last K layers at the same tokens:
    loss = mean(2 - 2·cos) over layers and visible tokens (``clip_loss_type='l2'``, both sides L2-normalised).
+
+Steps 1-3 are :func:`unmasked_alignment`, a function of the student encoder, its heads
+(:func:`alignment_heads`) and the teacher's targets; stage 1 (:class:`UMTTask`) is that alone, stage 2
+(:mod:`vidfm.tasks.umt_stage2`) composes it with its video-language losses.
 """
 
 from __future__ import annotations
@@ -28,19 +32,101 @@ from vidfm.models.encoder import EncoderConfig, EncoderOutput, VideoEncoder, gat
 from vidfm.models.heads import AlignHead
 from vidfm.objectives.distill import normalized_l2
 from vidfm.teachers.align import align_tokens
-from vidfm.teachers.base import Teacher
+from vidfm.teachers.targets import TargetProvider
+
+
+def alignment_heads(
+    encoder: VideoEncoder, teacher: TargetProvider | None, align_layers: int, mask: MaskConfig
+) -> nn.ModuleList | None:
+    """One :class:`~vidfm.models.heads.AlignHead` (student width -> ``teacher.spec.dim``) per aligned layer,
+    for the student's last ``align_layers`` blocks and the teacher's returned layers; None without a teacher.
+
+    Checks that the student has tubelet 1, that the teacher returns ``align_layers`` layers and that a
+    semantic mask has a teacher.
+    """
+    if encoder.cfg.tubelet != 1:
+        raise ValueError(f"UMT needs tubelet 1 (one frame per token), got {encoder.cfg.tubelet}")
+    if teacher is None:
+        if mask.kind == "semantic":
+            raise ValueError("semantic masking needs a teacher (its class-token attention)")
+        return None
+    depth = encoder.depth
+    if not 1 <= align_layers <= depth:
+        raise ValueError(f"align_layers must be in [1, {depth}] for a {depth}-block student")
+    layers = teacher.spec.layers
+    if len(layers) != align_layers:
+        raise ValueError(f"the teacher returns {len(layers)} layer(s), the student aligns {align_layers}")
+    return nn.ModuleList(AlignHead(encoder.width, teacher.spec.dim) for _ in layers)
+
+
+def student_layers(encoder: VideoEncoder, heads: nn.ModuleList) -> tuple[int, ...]:
+    """The student blocks aligned by ``heads``: its last ``len(heads)``, in ascending order."""
+    return tuple(range(encoder.depth - len(heads), encoder.depth))
+
+
+def align_pos(encoder: VideoEncoder) -> torch.Tensor:
+    """Official ``clip_pos_embed``: a 1-D sincos table over the flattened grid at the student width,
+    [1, N, D], added to each aligned layer's tokens before its head."""
+    return sincos_1d(math.prod(encoder.grid), encoder.width)[None]
+
+
+def unmasked_alignment(
+    encoder: VideoEncoder,
+    mask_cfg: MaskConfig,
+    teacher: TargetProvider | None,
+    heads: nn.ModuleList | None,
+    video: torch.Tensor,
+    clip: torch.Tensor,
+    batch: dict,
+    generator: torch.Generator,
+    resize: bool = False,
+) -> tuple[torch.Tensor, EncoderOutput, Mask]:
+    """UMT's masked forward with unmasked token alignment (UTA): (loss, student output on its visible
+    tokens, the mask).
+
+    Args:
+        encoder: the student (tubelet 1). mask_cfg: ``semantic`` draws from the teacher's attention.
+        teacher: the targets (``hidden`` for ``spec.layers``, ``attention`` [B,T,h·w] for a semantic mask);
+            None = no alignment: the loss is 0 and the student sees what ``mask_cfg`` keeps.
+        heads: :func:`alignment_heads` (None with no teacher).
+        video: the student's normalised input [B,C,T,H,W]; clip: the same crop in [0, 1], for the teacher.
+        batch: the step's batch (cached targets are read from it). generator: the step's generator.
+        resize: allow a teacher patch grid other than the student's (bilinear resize of its token maps).
+    """
+    b, grid = clip.shape[0], encoder.grid
+    if teacher is None or heads is None:
+        mask = make_mask(mask_cfg, b, grid, generator, clip.device)
+        return clip.new_zeros(()), encoder(video, visible=mask.visible), mask
+    target = teacher(clip, batch)  # no grad, eval mode
+    importance = None
+    if target.attention is not None:  # [B,T,h·w] -> [B,N] on the student's grid
+        importance = align_tokens(target.attention.flatten(1)[..., None], target.grid, grid, resize=resize)[
+            ..., 0
+        ]
+    mask = make_mask(mask_cfg, b, grid, generator, clip.device, importance=importance)
+    layers = student_layers(encoder, heads)
+    out = encoder(video, visible=mask.visible, return_layers=layers)
+    pos = gather_tokens(align_pos(encoder).to(clip.device).expand(b, -1, -1), mask.visible)  # [B,Nv,D]
+    pos = pos.to(out.tokens.dtype)
+    losses = []
+    for head, s, t in zip(heads, layers, teacher.spec.layers, strict=True):
+        pred = head(encoder.norm(out.hidden[s]) + pos)  # [B,Nv,E]
+        goal = gather_tokens(align_tokens(target.hidden[t], target.grid, grid, resize=resize), mask.visible)
+        losses.append(normalized_l2(pred, goal))
+    return torch.stack(losses).mean(), out, mask
 
 
 class UMTTask(nn.Module):
-    """Student encoder + one alignment head per aligned layer + the frozen teacher.
+    """Student encoder + one alignment head per aligned layer + the teacher's targets.
 
     Args:
         encoder: student config; tubelet must be 1 (each token belongs to one frame of the teacher).
         mask: ``semantic`` (UMT, ratio 0.8) or ``tube``/``random``/``frame`` for ablations.
-        augment: crop/normalise config; the teacher receives the crop un-normalised, in [0, 1].
-        teacher: a frozen teacher returning ``hidden`` for ``align_layers`` layers and (for semantic masking)
-            ``attention`` [B,T,h·w] — a :class:`~vidfm.teachers.clip.CLIPTeacher`; None = no alignment (the
-            student then sees the tokens ``mask`` keeps, all of them for ratio 0).
+        augment: crop/normalise config; the teacher receives the crop in [0, 1].
+        teacher: the targets of a teacher returning ``hidden`` for ``align_layers`` layers and (for semantic
+            masking) ``attention`` [B,T,h·w] — a live :class:`~vidfm.teachers.clip.CLIPTeacher` or cached
+            targets (:mod:`vidfm.teachers.targets`); None = no alignment (the student then sees the tokens
+            ``mask`` keeps, all of them for ratio 0).
         align_layers: K, the number of last student blocks aligned with the teacher's returned layers.
         resize: allow a teacher patch grid other than the student's (bilinear resize of its token maps).
     """
@@ -50,71 +136,33 @@ class UMTTask(nn.Module):
         encoder: EncoderConfig,
         mask: MaskConfig,
         augment: AugmentConfig,
-        teacher: Teacher | None,
+        teacher: TargetProvider | None,
         align_layers: int = 6,
         resize: bool = False,
     ) -> None:
         super().__init__()
-        if encoder.tubelet != 1:
-            raise ValueError(f"UMT needs tubelet 1 (one frame per token), got {encoder.tubelet}")
         self.encoder = VideoEncoder(encoder)
         self.augment = VideoAugment(augment)
         self.mask_cfg, self.resize = mask, resize
-        depth = self.encoder.depth
-        if not 1 <= align_layers <= depth:
-            raise ValueError(f"align_layers must be in [1, {depth}] for a {depth}-block student")
-        self.student_layers = tuple(range(depth - align_layers, depth))
-        self.teacher_layers: tuple[int, ...] = ()
-        self.teacher: Teacher | None = None  # None: no alignment (see ``align``)
-        if teacher is not None:
-            layers = tuple(getattr(teacher, "layers", ()))
-            if len(layers) != align_layers:
-                raise ValueError(
-                    f"the teacher returns {len(layers)} layer(s), the student aligns {align_layers}"
-                )
-            self.teacher = teacher  # a Frozen module: never optimised, never saved
-            self.teacher_layers = layers
-            self.align_heads = nn.ModuleList(AlignHead(self.encoder.width, int(teacher.dim)) for _ in layers)
-            n = math.prod(self.encoder.grid)
-            # Official ``clip_pos_embed``: a 1-D sincos table over the flattened grid at the student width.
-            self.register_buffer("align_pos", sincos_1d(n, self.encoder.width)[None], persistent=False)
-        elif mask.kind == "semantic":
-            raise ValueError("semantic masking needs a teacher (its class-token attention)")
+        self.teacher = teacher  # Frozen: never optimised, never saved
+        # ``align_heads.{j}.*``: the keys official UMT checkpoints convert to (vidfm.convert.umt).
+        self.align_heads = alignment_heads(self.encoder, teacher, align_layers, mask)
 
     def no_weight_decay(self) -> set[str]:
         return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
 
-    def _to_student(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
-        return align_tokens(x, grid, self.encoder.grid, resize=self.resize)
-
-    def align(
-        self, video: torch.Tensor, generator: torch.Generator
-    ) -> tuple[torch.Tensor, EncoderOutput, Mask]:
-        """Normalised video [B,C,T,H,W] -> (UTA loss, the student's output on its visible tokens, the mask).
-
-        Without a teacher the loss is 0 and the student sees what ``mask`` keeps.
-        """
-        b = video.shape[0]
-        grid = self.encoder.grid
-        if self.teacher is None:
-            mask = make_mask(self.mask_cfg, b, grid, generator, video.device)
-            out = self.encoder(video, visible=mask.visible)
-            return video.new_zeros(()), out, mask
-        target = self.teacher(self.augment.unnormalize(video))  # no grad, eval mode
-        importance = None
-        if target.attention is not None:  # [B,T,h·w] -> [B,N] on the student's grid
-            importance = self._to_student(target.attention.flatten(1)[..., None], target.grid)[..., 0]
-        mask = make_mask(self.mask_cfg, b, grid, generator, video.device, importance=importance)
-        out = self.encoder(video, visible=mask.visible, return_layers=self.student_layers)
-        pos = gather_tokens(self.align_pos.expand(b, -1, -1), mask.visible).to(out.tokens.dtype)  # [B,Nv,D]
-        losses = []
-        for head, s, t in zip(self.align_heads, self.student_layers, self.teacher_layers, strict=True):
-            pred = head(self.encoder.norm(out.hidden[s]) + pos)  # [B,Nv,E]
-            goal = gather_tokens(self._to_student(target.hidden[t], target.grid), mask.visible)
-            losses.append(normalized_l2(pred, goal))
-        return torch.stack(losses).mean(), out, mask
-
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        loss, _, _ = self.align(video, generator)
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        video = self.augment.normalize(clip)
+        loss, _, _ = unmasked_alignment(
+            self.encoder,
+            self.mask_cfg,
+            self.teacher,
+            self.align_heads,
+            video,
+            clip,
+            batch,
+            generator,
+            self.resize,
+        )
         return {"loss": loss}

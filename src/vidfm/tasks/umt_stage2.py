@@ -2,7 +2,7 @@
 
 Official ``multi_modality/models/umt.py`` (``UMT.forward``) and ``models/criterions.py``:
 
-- UTA, as stage 1 (:meth:`UMTTask.align`), on the same masked forward;
+- UTA, as stage 1 (:func:`vidfm.tasks.umt.unmasked_alignment`), on the same masked forward;
 - VTC between the mean of the student's visible tokens (``vision_proj``) and the text embedding
   (``text_proj``), learnable temperature clamped to [0.001, 0.5];
 - VTM: the cross-modal decoder scores the B pairs and 2B in-batch hard negatives through a two-way head;
@@ -18,10 +18,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from vidfm.data.transforms import AugmentConfig
+from vidfm.data.transforms import AugmentConfig, VideoAugment
 from vidfm.layers.frozen import FrozenModule
 from vidfm.masking import MaskConfig
-from vidfm.models.encoder import EncoderConfig
+from vidfm.models.encoder import EncoderConfig, VideoEncoder
 from vidfm.models.fusion import CrossModalDecoder
 from vidfm.models.heads import ContrastiveHead, MLMHead
 from vidfm.models.text import TextEncoderConfig
@@ -29,8 +29,8 @@ from vidfm.objectives.contrastive import similarity, vtc_loss
 from vidfm.objectives.matching import matching_loss, sample_negatives
 from vidfm.objectives.mlm import IGNORE, mask_tokens, mlm_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
-from vidfm.tasks.umt import UMTTask
-from vidfm.teachers.base import Teacher
+from vidfm.tasks.umt import alignment_heads, unmasked_alignment
+from vidfm.teachers.targets import TargetProvider
 
 PARTS = ("uta", "vtc", "vtm", "mlm")
 
@@ -54,12 +54,12 @@ class FusionConfig:
     mlp_ratio: float = 4.0
 
 
-class UMTStage2Task(UMTTask):
+class UMTStage2Task(nn.Module):
     """Stage-1 parts (encoder, alignment heads, teacher) + text encoder, projections, decoder and heads.
 
     Args:
-        encoder, mask, augment, teacher, align_layers, resize: as :class:`UMTTask` (teacher None when
-            ``weights.uta`` is 0).
+        encoder, mask, augment, teacher, align_layers, resize: as :class:`~vidfm.tasks.umt.UMTTask`
+            (teacher None when ``weights.uta`` is 0).
         text: the text encoder (MiniLM by default) and its tokenizer settings.
         fusion: the cross-modal decoder.
         embed_dim: width of the shared video-text space (512 in UMT).
@@ -76,7 +76,7 @@ class UMTStage2Task(UMTTask):
         encoder: EncoderConfig,
         mask: MaskConfig,
         augment: AugmentConfig,
-        teacher: Teacher | None,
+        teacher: TargetProvider | None,
         align_layers: int,
         text: TextEncoderConfig,
         fusion: FusionConfig,
@@ -91,7 +91,12 @@ class UMTStage2Task(UMTTask):
         weights = weights or LossWeights()
         if any(getattr(weights, p) < 0 for p in PARTS) or all(getattr(weights, p) == 0 for p in PARTS):
             raise ValueError(f"loss weights must be >= 0 and not all 0, got {weights}")
-        super().__init__(encoder, mask, augment, teacher if weights.uta > 0 else None, align_layers, resize)
+        super().__init__()
+        self.encoder = VideoEncoder(encoder)
+        self.augment = VideoAugment(augment)
+        self.mask_cfg, self.resize = mask, resize
+        self.teacher = teacher if weights.uta > 0 else None  # Frozen: never optimised, never saved
+        self.align_heads = alignment_heads(self.encoder, self.teacher, align_layers, mask)
         self.weights, self.mlm_prob, self.hard_negatives = weights, mlm_prob, hard_negatives
         self.text_encoder, self.tokenizer = text.build()
         dt, dv = self.text_encoder.width, self.encoder.width
@@ -107,13 +112,26 @@ class UMTStage2Task(UMTTask):
                 dt, self.text_encoder.cfg.vocab_size, self.text_encoder.cfg.layer_norm_eps
             )
 
+    def no_weight_decay(self) -> set[str]:
+        return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}  # the temperature: ContrastiveHead's
+
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self.contrastive.clamp_()
         captions = captions_of(batch)
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        device = video.device
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        device = clip.device
         parts: dict[str, torch.Tensor] = {}
-        loss_uta, out, _ = self.align(video, generator)
+        loss_uta, out, _ = unmasked_alignment(
+            self.encoder,
+            self.mask_cfg,
+            self.teacher,
+            self.align_heads,
+            self.augment.normalize(clip),
+            clip,
+            batch,
+            generator,
+            self.resize,
+        )
         if self.weights.uta > 0:
             parts["uta"] = loss_uta
         tokens = out.tokens  # [B,Nv,Dv] the visible tokens after the final norm

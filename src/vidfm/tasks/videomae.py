@@ -48,20 +48,17 @@ class VideoMAETask(nn.Module):
         width, heads = decoder_dims(decoder, encoder.size)
         out_dim = encoder.in_chans * t * p * p
         self.decoder = MaskedDecoder(self.encoder.width, decoder, width, heads, out_dim, self.encoder.grid)
-        self.register_buffer("mean", torch.tensor(augment.mean), persistent=False)
-        self.register_buffer("std", torch.tensor(augment.std), persistent=False)
 
     def no_weight_decay(self) -> set[str]:
         return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {"decoder.mask_token"}
 
-    def reconstruct(self, video: torch.Tensor, mask: Mask) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normalised video [B,C,T,H,W] and a mask -> (prediction, target), each [B,Nm,t·p·p·C]."""
-        out = self.encoder(video, visible=mask.visible)
+    def reconstruct(self, clip: torch.Tensor, mask: Mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Crop [B,C,T,H,W] in [0, 1] and a mask -> (prediction, target), each [B,Nm,t·p·p·C]; the encoder
+        sees the normalised crop, the target is made from the [0, 1] one."""
+        out = self.encoder(self.augment.normalize(clip), visible=mask.visible)
         pred = self.decoder(out.tokens, mask.visible, mask.masked)
         target = pixel_target(
-            video,
-            self.mean,
-            self.std,
+            clip,
             self.encoder.cfg.tubelet,
             self.encoder.patch,
             self.normalize_target,
@@ -71,7 +68,7 @@ class VideoMAETask(nn.Module):
         return pred, target
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        mask = make_mask(self.mask_cfg, video.shape[0], self.encoder.grid, generator, video.device)
-        pred, target = self.reconstruct(video, mask)
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        mask = make_mask(self.mask_cfg, clip.shape[0], self.encoder.grid, generator, clip.device)
+        pred, target = self.reconstruct(clip, mask)
         return {"loss": masked_mse(pred, target)}

@@ -37,6 +37,7 @@ from vidfm.objectives.contrastive import vtc_loss
 from vidfm.objectives.distill import FeatureLoss, feature_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
 from vidfm.teachers.base import Teacher, TeacherOutput
+from vidfm.teachers.targets import TargetProvider
 
 
 class VideoHead(nn.Module):
@@ -101,7 +102,7 @@ class VideoPrismStage1Task(nn.Module):
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self.contrastive.clamp_()
         captions = captions_of(batch)
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        video = self.augment.normalize(self.augment(batch["video"], generator, view=batch.get("view")))
         v_emb = self.video_head(self.encoder(video).tokens)  # [B,E] MAP over all T'·H'·W' tokens
         t_emb = self.embed_text(captions, video.device)
         temp = self.contrastive.temp
@@ -128,7 +129,7 @@ class VideoPrismTeacher(Teacher):
         super().__init__(size, mean, std)
         self.encoder, self.head = encoder, head
         self.dim = encoder.width  # token width of the targets
-        self.embed_dim = head.embed_dim  # width of the global target
+        self.embed_dim = head.embed_dim  # width of the global target (``pooled``)
         self.freeze()
 
     def encode(self, video: torch.Tensor) -> TeacherOutput:
@@ -177,8 +178,8 @@ class VideoPrismStage2Task(nn.Module):
         decoder: the decoder; width/heads None = the encoder's.
         mask: a tube mask (the factorized encoder's masked input, see :mod:`vidfm.models.encoder`).
         augment: crop/normalise config; the teacher receives the same crop in [0, 1].
-        teacher: the frozen stage-1 model (:class:`VideoPrismTeacher` or any teacher with ``dim``,
-            ``embed_dim`` and ``pooled`` outputs).
+        teacher: the stage-1 model's targets (:class:`VideoPrismTeacher` live, or cached): ``tokens`` of
+            width ``spec.dim`` and ``pooled`` of width ``spec.embed_dim``.
         shuffle: shuffle the encoder's output tokens before the decoder (the paper's token shuffling).
         token_weight, global_weight: loss weights; ``global_weight=0`` builds no global head.
         token_loss, global_loss: distances (:func:`vidfm.objectives.distill.feature_loss`).
@@ -191,7 +192,7 @@ class VideoPrismStage2Task(nn.Module):
         decoder: DecoderConfig,
         mask: MaskConfig,
         augment: AugmentConfig,
-        teacher: Teacher,
+        teacher: TargetProvider,
         shuffle: bool = True,
         token_weight: float = 1.0,
         global_weight: float = 1.0,
@@ -208,7 +209,7 @@ class VideoPrismStage2Task(nn.Module):
             raise ValueError(f"the factorized encoder takes tube masks, not {mask.kind!r}")
         self.encoder = VideoEncoder(encoder)
         self.augment = VideoAugment(augment)
-        self.teacher = teacher  # a Frozen module: never optimised, never saved
+        self.teacher = teacher  # Frozen: never optimised, never saved
         self.mask_cfg, self.shuffle = mask, shuffle
         self.token_weight, self.global_weight = float(token_weight), float(global_weight)
         self.token_loss, self.global_loss = token_loss, global_loss
@@ -219,19 +220,21 @@ class VideoPrismStage2Task(nn.Module):
             replace(decoder, pos_embed="sincos_3d"),
             decoder.width or self.encoder.width,
             decoder.heads or heads,
-            int(teacher.dim),
+            teacher.spec.dim,
             self.encoder.grid,
         )
         self.decoder = dec
         if self.global_weight > 0:
-            self.global_head = VideoHead(self.encoder.width, pool_heads or heads, int(teacher.embed_dim))
+            if teacher.spec.embed_dim is None:
+                raise ValueError("global_weight > 0 needs a teacher with a pooled output (spec.embed_dim)")
+            self.global_head = VideoHead(self.encoder.width, pool_heads or heads, teacher.spec.embed_dim)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        b, device = video.shape[0], video.device
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        b, device = clip.shape[0], clip.device
         mask = make_mask(self.mask_cfg, b, self.encoder.grid, generator, device)
-        out = self.encoder(video, visible=mask.visible)  # tokens [B,Nv,D]
-        target = self.teacher(self.augment.unnormalize(video))  # all tokens [B,N,Dt], pooled [B,E]
+        out = self.encoder(self.augment.normalize(clip), visible=mask.visible)  # tokens [B,Nv,D]
+        target = self.teacher(clip, batch)  # all tokens [B,N,Dt], pooled [B,E]
         if tuple(target.grid) != tuple(out.grid):
             raise ValueError(f"teacher grid {target.grid} differs from the student's {out.grid}")
         tokens = out.tokens

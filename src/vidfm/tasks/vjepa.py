@@ -73,7 +73,7 @@ class VJEPATask(nn.Module):
         return latent_target(self.encoder(video).tokens)
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
+        video = self.augment.normalize(self.augment(batch["video"], generator, view=batch.get("view")))
         b = video.shape[0]
         target = self.targets(video)  # [B,N,D], no graph
         parts = {}

@@ -15,6 +15,21 @@ import torch.nn.functional as F
 from vidfm.layers.frozen import Frozen
 
 
+@dataclass(frozen=True)
+class TeacherSpec:
+    """What a task may read of a teacher without running it (it sizes the task's heads and decoders).
+
+    dim: width D of ``tokens``/``hidden``. layers: the hidden layers returned (UMT aligns one head per
+    layer). per_frame: an image teacher that sees frames (MVD feeds it ``frames[::tubelet]``).
+    embed_dim: width of ``pooled`` when the teacher returns one (VideoPrism's global target).
+    """
+
+    dim: int
+    layers: tuple[int, ...] = ()
+    per_frame: bool = False
+    embed_dim: int | None = None
+
+
 @dataclass
 class TeacherOutput:
     """tokens: [B, N, D] on the teacher's own grid, (t, h, w) row-major, N = T·H·W.
@@ -37,16 +52,30 @@ class Teacher(Frozen):
     Input to ``__call__``: float video [B,C,T,H,W] in [0, 1] (the student's crop before normalisation);
     the teacher resizes it to ``size`` and normalises it with its own ``mean``/``std``.
 
+    A subclass sets ``dim`` (and ``layers``, ``per_frame``, ``embed_dim`` where they differ from the
+    defaults below) in its constructor; :attr:`spec` hands them to tasks.
+
     Args:
         size: the teacher's input side in pixels (None = keep the student's).
         mean, std: the teacher's input normalisation (ImageNet for MAE/VideoMAE, OpenAI values for CLIP).
     """
+
+    dim: int
+    layers: tuple[int, ...] = ()
+    per_frame: bool = False
+    embed_dim: int | None = None
 
     def __init__(self, size: int | None, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
         super().__init__()
         self.size = size
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1, 1), persistent=False)
+
+    @property
+    def spec(self) -> TeacherSpec:
+        """The declared shape of this teacher's outputs (see :class:`TeacherSpec`)."""
+        embed = None if self.embed_dim is None else int(self.embed_dim)
+        return TeacherSpec(int(self.dim), tuple(int(i) for i in self.layers), bool(self.per_frame), embed)
 
     def freeze(self) -> Teacher:
         """Eval mode, no gradients: call at the end of a subclass constructor and after loading weights."""

@@ -6,17 +6,20 @@ view (frames and crop): with K views per clip fixed in advance, every epoch can 
 
 Building (:func:`build_teacher_cache`, ``vidfm data cache-targets``). View ``v`` of clip ``i`` is the
 dataset's item ``i`` at "epoch" ``v`` (its frames come from ``(seed, v, i)``) with a multi-scale crop box
-and flip drawn from ``(seed, v, i)``. The task's own forward runs on that view with every ``teacher*``
-module replaced by a recorder, so the stored outputs are exactly what the teachers receive from the task
-in training. They are stored in fp16 or bf16 in ``targets-NNNNNN.safetensors`` shards (``[M, K, ...]``
-per teacher call and output field, plus the boxes and flips), listed in ``cache.json`` with the
-storage cost per clip. Shards already written are kept, so an interrupted build resumes.
+and flip drawn from ``(seed, v, i)``, handed to the task in ``batch["view"]``. The task is built with a
+:class:`RecordingTargets` source: live teachers whose outputs are kept, so the stored targets are exactly
+what the task asks of its teachers in training. They are stored in fp16 or bf16 in
+``targets-NNNNNN.safetensors`` shards (``[M, K, ...]`` per teacher and output field, plus the boxes and
+flips), listed in ``cache.json`` with each teacher's :class:`~vidfm.teachers.base.TeacherSpec` and token
+grid and the storage cost per clip. Shards already written are kept, so an interrupted build resumes.
 
-Training (``train.teacher_cache=DIR``). The trainer wraps the dataset so item ``i`` of epoch ``e`` is
-one of its cached views, ``v`` from ``(seed, e, i)``, with that view's targets, and :meth:`TeacherCache.attach`
-swaps the task's teachers for lookups (their weights leave the device) and its crop for the view's box.
-Nothing in the task changes; a task whose teachers' outputs depend on anything else than the view
-(e.g. a teacher on the masked clip) cannot be cached.
+Training (``train.teacher_cache=DIR``). ``train/pretrain.py`` builds the task with
+:meth:`TeacherCache.targets` (:class:`CachedTargets`): each provider reads its teacher's targets from
+``batch["targets"]`` and the teacher is never built. The trainer wraps the dataset
+(:meth:`TeacherCache.wrap_dataset`) so item ``i`` of epoch ``e`` is one of its cached views, ``v`` from
+``(seed, e, i)``, with that view's crop in ``batch["view"]`` and its targets in ``batch["targets"]``. A
+task whose teachers' outputs depend on anything else than the view (e.g. a teacher on the masked clip)
+cannot be cached.
 """
 
 from __future__ import annotations
@@ -31,25 +34,22 @@ from typing import Any
 import torch
 from safetensors import safe_open
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, default_collate
 
-from vidfm.data.transforms import VideoAugment, crop_and_resize, multiscale_boxes, normalize, to_float
+from vidfm.data.transforms import AugmentConfig, multiscale_boxes
+from vidfm.errors import UserError
 from vidfm.io import atomic_write_text, save_tensors
-from vidfm.layers.frozen import Frozen
-from vidfm.teachers.base import Teacher, TeacherOutput
+from vidfm.teachers.base import Teacher, TeacherOutput, TeacherSpec
+from vidfm.teachers.targets import LiveTargets, TargetProvider, TargetSource
 from vidfm.train.distributed import is_distributed, to_device
 from vidfm.utils import log, make_generator
 
 INDEX_FILE = "cache.json"
+VERSION = 2  # 2: one call per teacher and step, specs in cache.json, views in batch["view"]
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 FIELDS = ("tokens", "pooled", "attention")  # TeacherOutput fields stored (``hidden`` as hidden.LAYER)
 _VIEW_STREAM = 0x71E7  # stream ids mixed into (seed, ...) so view choice and crops never share a sequence
 _BOX_STREAM = 0xB0C5
-
-
-def teacher_names(task: nn.Module) -> list[str]:
-    """The task's top-level :class:`~vidfm.teachers.base.Teacher` modules."""
-    return [name for name, module in task.named_children() if isinstance(module, Teacher)]
 
 
 def dataset_fingerprint(dataset: Dataset) -> dict[str, Any]:
@@ -73,89 +73,98 @@ def view_of(seed: int, epoch: int, index: int, views: int) -> int:
     return int(torch.randint(views, (1,), generator=g))
 
 
-# ----------------------------------------------------------------------------- modules swapped in
-class ViewAugment(VideoAugment):
-    """VideoAugment whose training crop and flip are given per batch (the cached view's) instead of
-    drawn from the step's generator; evaluation crops and ``unnormalize`` are unchanged."""
+# ----------------------------------------------------------------------------- target sources
+class CachedTargets(TargetSource):
+    """Targets read from ``batch["targets"]``: ``teacher(name, build)`` never calls ``build``.
 
-    def __init__(self, augment: VideoAugment) -> None:
-        """Args: augment: the task's augmentation (its config is reused)."""
-        super().__init__(augment.cfg)
-        self.to(augment.mean.device)
-        self.boxes: list[tuple[int, int, int, int]] | None = None
-        self.flips: torch.Tensor | None = None
-
-    def forward(
-        self, video: torch.Tensor, generator: torch.Generator | None = None, train: bool = True
-    ) -> torch.Tensor:
-        if not train:
-            return super().forward(video, generator, train=False)
-        if self.boxes is None or len(self.boxes) != video.shape[0]:
-            raise RuntimeError("ViewAugment: no view boxes for this batch (the batch has no 'cache' entry)")
-        x = crop_and_resize(to_float(video), self.boxes, self.cfg.size)  # [B,C,T,S,S]
-        x = torch.where(self.flips.to(x.device).view(-1, 1, 1, 1, 1), x.flip(-1), x)
-        return normalize(x, self.mean, self.std)
-
-
-class CachedTeacher(Frozen):
-    """Stands in for teacher ``name``: returns the cached outputs of the current batch, call by call.
-
-    Simple attributes of the teacher (``dim``, ``per_frame``, ``size``, ...) are copied, since tasks read
-    them; its weights are dropped.
+    Args:
+        teachers: per cached teacher, its ``cache.json`` entry (``spec``, ``grid``, ``fields``).
+        root: the cache folder (for messages).
     """
 
-    def __init__(self, teacher: nn.Module, name: str, calls: list[dict[str, Any]]) -> None:
-        """Args: teacher: the live teacher; name: its attribute name; calls: per call, its grid."""
-        super().__init__()
-        for key, value in vars(teacher).items():
-            if not key.startswith("_") and key != "training" and isinstance(value, (int, float, str, tuple)):
-                setattr(self, key, value)
-        self.name, self.grids = name, [tuple(c["grid"]) for c in calls]
-        self.outputs: list[dict[str, torch.Tensor]] = []
-        self.calls = 0
+    def __init__(self, teachers: dict[str, dict[str, Any]], root: str | Path) -> None:
+        self.teachers, self.root = teachers, Path(root)
+        self.asked: list[str] = []
 
-    def feed(self, outputs: list[dict[str, torch.Tensor]]) -> None:
-        self.outputs, self.calls = outputs, 0
+    def teacher(self, name: str, build: Callable[[], Teacher]) -> TargetProvider:
+        if name not in self.teachers:
+            raise UserError(
+                f"the teacher cache {self.root} holds no targets of {name!r} (it holds "
+                f"{sorted(self.teachers)}): rebuild it with vidfm data cache-targets for this recipe"
+            )
+        self.asked.append(name)
+        entry = self.teachers[name]
+        spec = entry["spec"]
+        spec = TeacherSpec(**{**spec, "layers": tuple(spec["layers"])})
+        return CachedProvider(name, spec, tuple(entry["grid"]))  # type: ignore[arg-type]
 
-    def forward(self, video: torch.Tensor) -> TeacherOutput:
-        if self.calls >= len(self.outputs):
-            raise RuntimeError(
-                f"{self.name} called {self.calls + 1} times in a step, but the cache holds {len(self.outputs)} "
-                "call(s) per step"
+    def check_all_used(self) -> None:
+        """After the task is built: every cached teacher was asked for (else the recipe differs)."""
+        unused = sorted(set(self.teachers) - set(self.asked))
+        if unused:
+            raise UserError(
+                f"the teacher cache {self.root} holds targets of {unused}, which this task does not use: "
+                "rebuild it with vidfm data cache-targets for this recipe"
             )
-        out, grid = self.outputs[self.calls], self.grids[self.calls]
-        self.calls += 1
-        if out["tokens"].shape[0] != video.shape[0]:
+
+
+class CachedProvider(TargetProvider):
+    """Teacher ``name``'s stored outputs for the batch's views (``batch["targets"][name]``).
+
+    Args:
+        name: the teacher's name in the cache. spec: its spec. grid: its token grid (T, H, W).
+    """
+
+    def __init__(self, name: str, spec: TeacherSpec, grid: tuple[int, int, int]) -> None:
+        super().__init__(spec)
+        self.name, self.grid = name, grid
+
+    def forward(self, clip: torch.Tensor, batch: dict[str, Any]) -> TeacherOutput:
+        stored = batch.get("targets", {}).get(self.name)
+        if stored is None:
             raise RuntimeError(
-                f"{self.name}: cached batch of {out['tokens'].shape[0]}, video of {video.shape[0]}"
+                f"{self.name}: the batch has no cached targets (the dataset is not wrapped by "
+                "TeacherCache.wrap_dataset)"
             )
-        hidden = {int(k.split(".")[1]): v.float() for k, v in out.items() if k.startswith("hidden.")}
+        if stored["tokens"].shape[0] != clip.shape[0]:
+            raise RuntimeError(
+                f"{self.name}: cached batch of {stored['tokens'].shape[0]}, clip of {clip.shape[0]}"
+            )
+        hidden = {int(k.split(".")[1]): v.float() for k, v in stored.items() if k.startswith("hidden.")}
         return TeacherOutput(
-            tokens=out["tokens"].float(),
-            grid=grid,  # type: ignore[arg-type]
-            pooled=out["pooled"].float() if "pooled" in out else None,
-            attention=out["attention"].float() if "attention" in out else None,
+            tokens=stored["tokens"].float(),
+            grid=self.grid,
+            pooled=stored["pooled"].float() if "pooled" in stored else None,
+            attention=stored["attention"].float() if "attention" in stored else None,
             hidden=hidden,
         )
 
 
-class _Recorder(Frozen):
-    """Runs the live teacher and keeps each call's output (for building the cache)."""
+class RecordingTargets(TargetSource):
+    """Live teachers whose outputs are kept, to build a cache: ``providers[name].outputs`` holds the
+    outputs of the calls since the last :meth:`reset`."""
 
-    def __init__(self, teacher: nn.Module) -> None:
-        super().__init__()
-        self.teacher = teacher
-        self.calls: list[TeacherOutput] = []
+    def __init__(self) -> None:
+        self.providers: dict[str, _Recording] = {}
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            return getattr(self.teacher, name)  # dim, per_frame, ... as the task reads them
+    def teacher(self, name: str, build: Callable[[], Teacher]) -> TargetProvider:
+        with torch.random.fork_rng(devices=[]):
+            self.providers[name] = _Recording(build())
+        return self.providers[name]
 
-    def forward(self, video: torch.Tensor) -> TeacherOutput:
-        out = self.teacher(video)
-        self.calls.append(out)
+    def reset(self) -> None:
+        for provider in self.providers.values():
+            provider.outputs = []
+
+
+class _Recording(LiveTargets):
+    def __init__(self, teacher: Teacher) -> None:
+        super().__init__(teacher)
+        self.outputs: list[TeacherOutput] = []
+
+    def forward(self, clip: torch.Tensor, batch: dict[str, Any]) -> TeacherOutput:
+        out = super().forward(clip, batch)
+        self.outputs.append(out)
         return out
 
 
@@ -165,15 +174,10 @@ def _fields(out: TeacherOutput) -> dict[str, torch.Tensor]:
     return found
 
 
-def _feed_views(augment: ViewAugment, cache: dict[str, Any]) -> None:
-    augment.boxes = [tuple(int(x) for x in box) for box in cache["box"].tolist()]
-    augment.flips = cache["flip"].bool()
-
-
 # ----------------------------------------------------------------------------- dataset side
 class _CachedViews(Dataset):
     """Item ``i`` of epoch ``e``: the wrapped dataset's item at view ``v = view_of(seed, e, i)``, plus
-    ``cache``: that view's box, flip and teacher outputs."""
+    that view's crop (``view``) and teacher targets (``targets``)."""
 
     def __init__(self, dataset: Dataset, cache: TeacherCache, seed: int) -> None:
         self.dataset, self.cache, self.seed, self.epoch = dataset, cache, seed, 0
@@ -187,7 +191,13 @@ class _CachedViews(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         view = view_of(self.seed, self.epoch, index, self.cache.views)
         item = _view_item(self.dataset, view, index)
-        return {**item, "cache": self.cache.read(index, view)}
+        stored = self.cache.read(index, view)
+        targets: dict[str, dict[str, torch.Tensor]] = {}
+        for key, value in stored.items():
+            if key not in ("box", "flip"):
+                name, field = key.split(".", 1)
+                targets.setdefault(name, {})[field] = value
+        return {**item, "view": {"box": stored["box"], "flip": stored["flip"].bool()}, "targets": targets}
 
 
 def _view_item(dataset: Dataset, view: int, index: int) -> dict[str, Any]:
@@ -197,18 +207,20 @@ def _view_item(dataset: Dataset, view: int, index: int) -> dict[str, Any]:
     return dataset[index]
 
 
-class _CacheCollate:
-    """Collates the items without their ``cache`` entry, then stacks those into ``batch["cache"]``."""
+class _ViewCollate:
+    """Collates the items without their ``view``/``targets`` entries (the dataset's own collate), then
+    stacks those into ``batch["view"]`` and ``batch["targets"]``."""
+
+    KEYS = ("view", "targets")
 
     def __init__(self, collate: Callable[[list], dict] | None) -> None:
-        from torch.utils.data import default_collate
-
         self.collate = collate or default_collate
 
     def __call__(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        caches = [it["cache"] for it in items]
-        batch = self.collate([{k: v for k, v in it.items() if k != "cache"} for it in items])
-        batch["cache"] = {k: torch.stack([c[k] for c in caches]) for k in caches[0]}
+        batch = self.collate([{k: v for k, v in it.items() if k not in self.KEYS} for it in items])
+        for key in self.KEYS:
+            if key in items[0]:
+                batch[key] = default_collate([it[key] for it in items])
         return batch
 
 
@@ -224,44 +236,36 @@ class TeacherCache:
                 f"{root} is not a teacher cache (no {INDEX_FILE}; see vidfm data cache-targets)"
             )
         self.index = json.loads(path.read_text())
+        if self.index.get("version") != VERSION:
+            raise UserError(
+                f"the teacher cache {root} has version {self.index.get('version')}, this vidfm reads "
+                f"version {VERSION}: rebuild it with vidfm data cache-targets"
+            )
         self.views = int(self.index["views"])
-        self.teachers: dict[str, list[dict[str, Any]]] = self.index["teachers"]
+        self.teachers: dict[str, dict[str, Any]] = self.index["teachers"]
         self._starts = [s["start"] for s in self.index["shards"]]
         self._open: dict[int, Any] = {}
+
+    def targets(self) -> CachedTargets:
+        """The target source a task is built with to train from this cache (no teacher is loaded)."""
+        return CachedTargets(self.teachers, self.root)
 
     def wrap_dataset(
         self, dataset: Dataset, collate: Callable[[list], dict] | None, seed: int
     ) -> tuple[Dataset, Callable[[list], dict]]:
-        """(dataset of cached views, collate that batches their targets); checks the dataset matches."""
+        """(dataset of cached views, collate that batches their views and targets); checks the dataset
+        matches."""
         fp = dataset_fingerprint(dataset)
         if fp != self.index["dataset"]:
             raise ValueError(
                 f"teacher cache {self.root} was built for another dataset: cache {self.index['dataset']}, "
                 f"this one {fp}"
             )
-        return _CachedViews(dataset, self, seed), _CacheCollate(collate)
-
-    def attach(self, task: nn.Module) -> None:
-        """Swap ``task``'s teachers for cache lookups and its crop for the view's (in place)."""
-        names = teacher_names(task)
-        if sorted(names) != sorted(self.teachers):
-            raise ValueError(f"task teachers {names} differ from the cached ones {sorted(self.teachers)}")
-        for name in names:
-            setattr(task, name, CachedTeacher(getattr(task, name), name, self.teachers[name]))
-        _attach_views(task)
-        cached = [getattr(task, n) for n in names]
-
-        def feed(module: nn.Module, args: tuple, kwargs: dict) -> None:
-            cache = (args[0] if args else kwargs["batch"])["cache"]
-            _feed_views(module.augment, cache)
-            for teacher in cached:
-                calls = self.teachers[teacher.name]
-                teacher.feed([_call_fields(cache, teacher.name, c) for c in range(len(calls))])
-
-        task.register_forward_pre_hook(feed, with_kwargs=True)
+        return _CachedViews(dataset, self, seed), _ViewCollate(collate)
 
     def read(self, index: int, view: int) -> dict[str, torch.Tensor]:
-        """Clip ``index``'s view ``view``: ``box`` int32 [4], ``flip`` uint8 [] and every stored field."""
+        """Clip ``index``'s view ``view``: ``box`` int32 [4], ``flip`` uint8 [] and every stored
+        ``NAME.FIELD``."""
         if not 0 <= index < self.index["num_clips"]:
             raise IndexError(f"clip {index} not in the cache of {self.index['num_clips']} clips")
         s = max(i for i, start in enumerate(self._starts) if start <= index)
@@ -274,26 +278,12 @@ class TeacherCache:
         return {**self.__dict__, "_open": {}}
 
 
-def _call_fields(cache: dict[str, torch.Tensor], name: str, call: int) -> dict[str, torch.Tensor]:
-    prefix = f"{name}.{call}."
-    return {k[len(prefix) :]: v for k, v in cache.items() if k.startswith(prefix)}
-
-
-def _attach_views(task: nn.Module) -> ViewAugment:
-    augment = getattr(task, "augment", None)
-    if not isinstance(augment, VideoAugment):
-        raise ValueError(f"{type(task).__name__} has no VideoAugment 'augment': its crops cannot be cached")
-    if not isinstance(augment, ViewAugment):
-        task.augment = ViewAugment(augment)
-    return task.augment
-
-
 # ----------------------------------------------------------------------------- building
 class _ViewsOf(Dataset):
-    """Items ``indices`` of ``dataset`` at view ``view``, each with its crop box and flip."""
+    """Items ``indices`` of ``dataset`` at view ``view``, each with its crop box and flip (``view``)."""
 
     def __init__(
-        self, dataset: Dataset, indices: list[int], view: int, augment: VideoAugment, seed: int
+        self, dataset: Dataset, indices: list[int], view: int, augment: AugmentConfig, seed: int
     ) -> None:
         self.dataset, self.indices, self.view, self.augment, self.seed = dataset, indices, view, augment, seed
 
@@ -304,21 +294,15 @@ class _ViewsOf(Dataset):
         index = self.indices[k]
         item = _view_item(self.dataset, self.view, index)
         h, w = item["video"].shape[-3:-1]
-        cfg = self.augment.cfg
+        cfg = self.augment
         g = make_generator(self.seed, _BOX_STREAM, self.view, index)
         box = multiscale_boxes(h, w, cfg.size, tuple(cfg.scales), cfg.max_distort, 1, g)[0]
         flip = bool(torch.rand((), generator=g) < cfg.flip_prob)
-        return {
-            **item,
-            "cache": {
-                "box": torch.tensor(box, dtype=torch.int32),
-                "flip": torch.tensor(flip, dtype=torch.uint8),
-            },
-        }
+        return {**item, "view": {"box": torch.tensor(box, dtype=torch.int32), "flip": torch.tensor(flip)}}
 
 
 def build_teacher_cache(
-    task: nn.Module,
+    build_task: Callable[[TargetSource], nn.Module],
     dataset: Dataset,
     out: str | Path,
     views: int = 4,
@@ -333,10 +317,11 @@ def build_teacher_cache(
     rank: int = 0,
     world_size: int = 1,
 ) -> dict[str, Any]:
-    """Compute and store ``task``'s teacher outputs for ``views`` views of every clip; returns ``cache.json``.
+    """Compute and store a task's teacher outputs for ``views`` views of every clip; returns ``cache.json``.
 
     Args:
-        task: the task as the recipe builds it (teachers loaded); it is modified (recorders, view crop).
+        build_task: builds the task from a target source (a recipe's ``build_task``); it is called once
+            with a :class:`RecordingTargets` source, which loads the teachers.
         dataset: the training dataset; item ``i`` at epoch ``v`` gives view ``v``'s frames.
         out: cache folder (created; shards already there are kept).
         views: K, augmented views per clip.
@@ -356,22 +341,23 @@ def build_teacher_cache(
         raise ValueError(f"views must be >= 1, got {views}")
     out, device = Path(out), torch.device(device)
     out.mkdir(parents=True, exist_ok=True)
-    names = teacher_names(task)
-    if not names:
-        raise ValueError(f"{type(task).__name__} has no teacher* modules: nothing to cache")
-    recorders = {n: _Recorder(getattr(task, n)) for n in names}
-    for n, r in recorders.items():
-        setattr(task, n, r)
-    augment = _attach_views(task)
+    recording = RecordingTargets()
+    task = build_task(recording)
+    recorders = recording.providers
+    if not recorders:
+        raise ValueError(f"{type(task).__name__} has no teachers: nothing to cache")
+    augment = getattr(getattr(task, "augment", None), "cfg", None)
+    if not isinstance(augment, AugmentConfig):
+        raise ValueError(f"{type(task).__name__} has no VideoAugment 'augment': its crops cannot be cached")
     task.to(device).eval()
     autocast = device.type == "cuda" if autocast is None else autocast
     n_clips = len(dataset)  # type: ignore[arg-type]
-    collate = _CacheCollate(collate)
+    collate = _ViewCollate(collate)
 
     def run(
         indices: list[int], view: int
     ) -> tuple[dict[str, list[torch.Tensor]], dict[str, list], torch.Tensor]:
-        """Per stored key, the outputs of ``indices`` at ``view`` (in order), the call grids, the views."""
+        """Per stored key, the outputs of ``indices`` at ``view`` (in order), the grids, the views."""
         loader = DataLoader(
             _ViewsOf(dataset, indices, view, augment, seed),
             batch_size,
@@ -382,21 +368,21 @@ def build_teacher_cache(
         grids: dict[str, list] = {}
         views_meta = []
         for b, batch in enumerate(loader):
-            for r in recorders.values():
-                r.calls = []
-            cache = batch["cache"]
-            _feed_views(augment, cache)
+            recording.reset()
             batch = to_device(batch, device)
             with torch.no_grad(), torch.autocast(device.type, torch.bfloat16, enabled=autocast):
                 task(batch, make_generator(seed, view, indices[b * batch_size], device=device))
             for n, r in recorders.items():
-                if not r.calls:
-                    raise RuntimeError(f"the task never called {n} (weight 0?): drop it before caching")
-                grids[n] = [list(c.grid) for c in r.calls]
-                for c, call in enumerate(r.calls):
-                    for f, t in _fields(call).items():
-                        stored.setdefault(f"{n}.{c}.{f}", []).append(t.to(DTYPES[dtype]).cpu())
-            views_meta.append(torch.cat([cache["box"], cache["flip"][:, None].int()], 1))
+                if len(r.outputs) != 1:
+                    raise RuntimeError(
+                        f"the task called {n} {len(r.outputs)} times in a step; a cache holds one call per "
+                        "step (a weight of 0 never calls it: drop it before caching)"
+                    )
+                grids[n] = list(r.outputs[0].grid)
+                for f, t in _fields(r.outputs[0]).items():
+                    stored.setdefault(f"{n}.{f}", []).append(t.to(DTYPES[dtype]).cpu())
+            v = batch["view"]
+            views_meta.append(torch.cat([v["box"], v["flip"][:, None].int()], 1).cpu())
         return stored, grids, torch.cat(views_meta)
 
     # Clips per shard from the size of one clip's K views (measured on clip 0).
@@ -423,18 +409,19 @@ def build_teacher_cache(
         save_tensors(tensors, out / name)
         log.info("teacher cache: wrote %s (%d clips x %d views)", name, len(indices), views)
     index = {
-        "version": 1,
+        "version": VERSION,
         "views": views,
         "dtype": dtype,
         "num_clips": n_clips,
         "seed": seed,
         "dataset": dataset_fingerprint(dataset),
         "teachers": {
-            n: [
-                {"grid": g, "fields": sorted(f.split(".", 2)[2] for f in probe if f.startswith(f"{n}.{c}."))}
-                for c, g in enumerate(grids[n])
-            ]
-            for n in names
+            n: {
+                "spec": dataclasses.asdict(r.spec),
+                "grid": grids[n],
+                "fields": sorted(f.split(".", 1)[1] for f in probe if f.startswith(f"{n}.")),
+            }
+            for n, r in recorders.items()
         },
         "bytes_per_clip": per_clip,
         "shards": shards,

@@ -6,8 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from vidfm.recipes.base import Recipe
+from vidfm.teachers.targets import LIVE
 from vidfm.train.trainer import Trainer
 
 
@@ -16,6 +18,19 @@ def resolve(cfg: Recipe) -> Recipe:
     (checks, derived fields). The lr rule stays as written (``train.lr`` or ``train.blr``); the trainer
     derives the peak lr from it."""
     return cfg.prepare()
+
+
+def build_run_task(cfg: Recipe) -> nn.Module:
+    """The run's task with its teacher targets: from its teacher cache (``train.teacher_cache``; the
+    teachers are never loaded, the trainer serves each clip's cached views) or from the live teachers."""
+    if not cfg.train.teacher_cache:
+        return cfg.build_task(LIVE)
+    from vidfm.teachers.cache import TeacherCache
+
+    targets = TeacherCache(cfg.train.teacher_cache).targets()
+    task = cfg.build_task(targets)
+    targets.check_all_used()
+    return task
 
 
 def pretrain(
@@ -30,7 +45,7 @@ def pretrain(
     cfg = resolve(cfg)
     dataset, collate_fn = cfg.training_data(seed=cfg.train.seed)
     torch.manual_seed(cfg.train.seed)  # the initial weights come from the run's seed, not from earlier work
-    task = cfg.build_task()
+    task = build_run_task(cfg)
     trainer = Trainer(
         task, cfg.train, Path(run_dir), dataset, collate_fn, config_to_save=cfg, on_log=on_log, force=force
     )

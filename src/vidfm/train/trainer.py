@@ -20,8 +20,10 @@ every optimizer step (:mod:`vidfm.train.ema`); being model weights, it is checkp
 
 Streaming datasets (``IterableDataset`` with ``plan(batch_size, rank, world_size)`` and
 ``set_epoch(epoch, start_batch)``, e.g. :class:`vidfm.data.shards.ShardDataset`) split and resume
-themselves. With ``teacher_cache`` set, each clip comes with one of its K cached augmented views: the
-task's teachers are replaced by lookups and its crop by the view's (:mod:`vidfm.teachers.cache`).
+themselves. With ``teacher_cache`` set, the trainer wraps the dataset so each clip comes with one of its K
+cached augmented views: its crop in ``batch["view"]`` and its teacher targets in ``batch["targets"]``
+(:mod:`vidfm.teachers.cache`). The task reads them through the target providers it was built with
+(``train/pretrain.py`` builds it from the cache); the trainer never changes the task.
 """
 
 from __future__ import annotations
@@ -137,10 +139,7 @@ class Trainer:
         if cfg.teacher_cache:
             from vidfm.teachers.cache import TeacherCache
 
-            # Before moving to the device: the cached lookups replace the teachers' weights.
-            cache = TeacherCache(cfg.teacher_cache)
-            dataset, collate = cache.wrap_dataset(dataset, collate, seed=cfg.seed)
-            cache.attach(task)
+            dataset, collate = TeacherCache(cfg.teacher_cache).wrap_dataset(dataset, collate, seed=cfg.seed)
         self.task = task.to(self.device)
         self._freeze()
         # Before the optimizer is built: the EMA target is frozen by declaration, not by its name.

@@ -17,6 +17,7 @@ from vidfm.recipes.internvideo2 import internvideo2_encoder
 from vidfm.tasks.internvideo2 import InternVideo2Task
 from vidfm.teachers.base import Teacher, TeacherOutput
 from vidfm.teachers.clip import CLIPTeacher
+from vidfm.teachers.targets import LiveTargets
 from vidfm.teachers.vit import ViTTeacher
 from vidfm.train.checkpoint import trainable_state_dict
 
@@ -64,6 +65,7 @@ def clips(b: int = 2, t: int = 8) -> dict:
 
 
 def task(mask: str = "semantic", image=None, video=None, **weights) -> InternVideo2Task:
+    image, video = (None if t is None else LiveTargets(t) for t in (image, video))
     torch.manual_seed(0)
     return InternVideo2Task(
         STUDENT, MaskConfig(mask, 0.75), AUGMENT, image, video, frame_ratio=2, **POOL, **weights
@@ -115,8 +117,8 @@ def test_teachers_at_their_own_frame_counts_and_the_class_token_never_masked() -
     t.encoder.blocks[0].register_forward_pre_hook(lambda m, args: entering.append(args[0].detach()))
     kept = torch.zeros(16)
     for s in range(10):
-        video_in = t.augment(clips()["video"], generator=torch.Generator().manual_seed(s), train=True)
-        _, out, mask = t.losses(video_in, {}, torch.Generator().manual_seed(s))
+        clip = t.augment(clips()["video"], generator=torch.Generator().manual_seed(s), train=True)
+        _, out, mask = t.losses(clip, {}, torch.Generator().manual_seed(s))
         kept += torch.bincount(mask.visible.flatten() % 16, minlength=16).float()
         assert out.cls is not None and out.tokens.shape[1] == mask.visible.shape[1] == 4 * 4
     assert image.frames_seen == [4] * 10 and video.frames_seen == [8] * 10  # every 2nd frame vs all 8

@@ -43,21 +43,13 @@ from vidfm.masking import Mask, MaskConfig, make_mask
 from vidfm.models.encoder import EncoderConfig, EncoderOutput, VideoEncoder, gather_tokens
 from vidfm.models.heads import AlignHead
 from vidfm.objectives.distill import normalized_l2
+from vidfm.tasks.umt import attention_importance
 from vidfm.teachers.align import align_tokens
 from vidfm.teachers.base import TeacherOutput
+from vidfm.teachers.targets import TargetProvider
 
 BRANCHES = ("clip", "video")  # the image-language teacher's and the video teacher's, official names
 HEAD_EPS = 1e-5  # official heads: ``norm_layer=partial(nn.LayerNorm, eps=1e-5)``
-
-
-def teacher_dims(provider: nn.Module) -> tuple[int, tuple[int, ...]]:
-    """(token width, returned layers) of a teacher target provider, read without running it."""
-    return int(provider.dim), tuple(getattr(provider, "layers", ()))
-
-
-def teacher_targets(provider: nn.Module, clip: torch.Tensor, batch: dict) -> TeacherOutput:
-    """One teacher's output for the [0, 1] clip [B,C,T,H,W] (``batch`` carries cached targets, when any)."""
-    return provider(clip)
 
 
 class InternVideo2Task(nn.Module):
@@ -67,10 +59,10 @@ class InternVideo2Task(nn.Module):
         encoder: student config; tubelet 1 (each token one frame of the image teacher), a class token.
         mask: ``semantic`` (official, ratio 0.8; needs an image teacher with attention) or ``frame``/
             ``random``/``tube``.
-        augment: crop/normalise config; teachers receive the crop un-normalised, in [0, 1].
-        image_teacher: the image-language teacher (per-frame tokens of ``image_layers`` layers, ``pooled``,
+        augment: crop/normalise config; teachers receive the crop in [0, 1], the student its normalisation.
+        image_teacher: the image-language teacher's targets (:mod:`vidfm.teachers.targets`; per-frame tokens of ``image_layers`` layers, ``pooled``,
             ``attention`` for semantic masking), or None when ``image_weight`` and ``final_weight`` are 0.
-        video_teacher: the video teacher (tokens of ``video_layers`` layers on the student's grid from
+        video_teacher: the video teacher's targets (tokens of ``video_layers`` layers on the student's grid from
             ``frame_ratio`` × the student's frames), or None when ``video_weight`` is 0.
         image_weight, final_weight, video_weight: α of the image teacher's token layers, of its clip
             embedding (through the attention pool), of the video teacher's token layers.
@@ -84,8 +76,8 @@ class InternVideo2Task(nn.Module):
         encoder: EncoderConfig,
         mask: MaskConfig,
         augment: AugmentConfig,
-        image_teacher: nn.Module | None,
-        video_teacher: nn.Module | None,
+        image_teacher: TargetProvider | None,
+        video_teacher: TargetProvider | None,
         image_weight: float = 1.0,
         final_weight: float = 1.0,
         video_weight: float = 1.0,
@@ -111,18 +103,17 @@ class InternVideo2Task(nn.Module):
         self.final_heads = nn.ModuleDict()
         self.student_layers: dict[str, tuple[int, ...]] = {}
         self.teacher_layers: dict[str, tuple[int, ...]] = {}  # branches with token heads
-        self.teacher_names: list[str] = []  # teachers that run each step
         uses = {"clip": image_weight > 0 or final_weight > 0, "video": video_weight > 0}
         for name, teacher in (("clip", image_teacher), ("video", video_teacher)):
-            if not uses[name]:
-                continue  # never loaded, never run
-            if teacher is None:
+            if uses[name] and teacher is None:
                 raise ValueError(f"the {name} teacher has a non-zero weight but none was given")
-            setattr(self, f"teacher_{name}", teacher)  # Frozen: never optimised, never saved
-            self.teacher_names.append(name)
+        # Target providers are Frozen: never optimised, never saved; an unused one is never built nor run.
+        self.teacher_clip = image_teacher if uses["clip"] else None
+        self.teacher_video = video_teacher if uses["video"] else None
+        for name, teacher in self.teachers().items():
             if self.weights[name] == 0:
                 continue  # the image teacher only for the pooled target (and the mask): no token heads
-            dim, layers = teacher_dims(teacher)
+            dim, layers = teacher.spec.dim, teacher.spec.layers
             if not 1 <= len(layers) <= depth:
                 raise ValueError(f"the {name} teacher returns {len(layers)} layers; the student has {depth}")
             self.teacher_layers[name] = layers
@@ -133,44 +124,47 @@ class InternVideo2Task(nn.Module):
             self.pos[name] = nn.Parameter(sincos_3d(self.encoder.grid, width)[None].clone())  # [1,N,D]
         if final_weight > 0:
             self.pool = MeanQueryPool(width, pool_heads, pool_dim)
-            self.final_heads["clip"] = AlignHead(pool_dim, teacher_dims(image_teacher)[0], HEAD_EPS)
-        if not self.teacher_names:
+            assert self.teacher_clip is not None
+            self.final_heads["clip"] = AlignHead(pool_dim, self.teacher_clip.spec.dim, HEAD_EPS)
+        if not self.teachers():
             raise ValueError("all teacher weights are 0: InternVideo2 stage 1 has nothing to align")
-        if mask.kind == "semantic" and "clip" not in self.teacher_names:
+        if mask.kind == "semantic" and self.teacher_clip is None:
             raise ValueError("semantic masking needs the image teacher's attention (image weight > 0)")
 
     def no_weight_decay(self) -> set[str]:
         """Position tables and the class token (official ``no_weight_decay``)."""
         return {f"encoder.{n}" for n in self.encoder.no_weight_decay()} | {f"pos.{n}" for n in self.pos}
 
+    def teachers(self) -> dict[str, TargetProvider]:
+        """The teachers that run each step, by branch."""
+        pairs = {"clip": self.teacher_clip, "video": self.teacher_video}
+        return {name: t for name, t in pairs.items() if t is not None}
+
     def targets(self, clip: torch.Tensor, batch: dict) -> dict[str, TeacherOutput]:
-        """Each used teacher on its own frames of the [0,1] clip [B,C,T·r,H,W]."""
+        """Each used teacher on its own frames of the [0,1] clip [B,C,T·r,H,W] (``batch``: cached targets)."""
         frames = {"clip": clip[:, :, :: self.frame_ratio], "video": clip}
-        return {
-            name: teacher_targets(getattr(self, f"teacher_{name}"), frames[name], batch)
-            for name in self.teacher_names
-        }
+        return {name: teacher(frames[name], batch) for name, teacher in self.teachers().items()}
 
     def _on_student_grid(self, x: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         return align_tokens(x, grid, self.encoder.grid, resize=self.resize)
 
     def mask(self, targets: dict[str, TeacherOutput], b: int, generator: torch.Generator) -> Mask:
-        importance = None
         image = targets.get("clip")
-        if image is not None and image.attention is not None:  # [B,T,h·w] -> [B,N] on the student's grid
-            importance = self._on_student_grid(image.attention.flatten(1)[..., None], image.grid)[..., 0]
+        importance = None if image is None else attention_importance(image, self.encoder.grid, self.resize)
         device = next(iter(targets.values())).tokens.device
         return make_mask(self.mask_cfg, b, self.encoder.grid, generator, device, importance=importance)
 
     def losses(
-        self, video: torch.Tensor, batch: dict, generator: torch.Generator
+        self, clip: torch.Tensor, batch: dict, generator: torch.Generator
     ) -> tuple[dict[str, torch.Tensor], EncoderOutput, Mask]:
-        """Normalised clip [B,C,T·r,H,W] -> ({term: unweighted loss}, the student's output, the mask)."""
-        b = video.shape[0]
-        targets = self.targets(self.augment.unnormalize(video), batch)
+        """Crop [B,C,T·r,H,W] in [0, 1] -> ({term: unweighted loss}, the student's output, the mask); the
+        teachers take the crop, the student every ``frame_ratio``-th frame of it, normalised."""
+        b = clip.shape[0]
+        targets = self.targets(clip, batch)
         mask = self.mask(targets, b, generator)
         layers = sorted({i for v in self.student_layers.values() for i in v})
-        out = self.encoder(video[:, :, :: self.frame_ratio], visible=mask.visible, return_layers=layers)
+        video = self.augment.normalize(clip[:, :, :: self.frame_ratio])
+        out = self.encoder(video, visible=mask.visible, return_layers=layers)
         parts: dict[str, torch.Tensor] = {}
         for name, heads in self.heads.items():
             target = targets[name]
@@ -191,7 +185,7 @@ class InternVideo2Task(nn.Module):
         return parts, out, mask
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T·r,H,W]
-        parts, _, _ = self.losses(video, batch, generator)
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T·r,H,W] in [0, 1]
+        parts, _, _ = self.losses(clip, batch, generator)
         loss = sum(self.weights[k] * v for k, v in parts.items())
         return {"loss": loss, **{f"loss_{k}": v.detach() for k, v in parts.items()}}

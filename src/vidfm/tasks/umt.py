@@ -32,6 +32,7 @@ from vidfm.models.encoder import EncoderConfig, EncoderOutput, VideoEncoder, gat
 from vidfm.models.heads import AlignHead
 from vidfm.objectives.distill import normalized_l2
 from vidfm.teachers.align import align_tokens
+from vidfm.teachers.base import TeacherOutput
 from vidfm.teachers.targets import TargetProvider
 
 
@@ -70,6 +71,16 @@ def align_pos(encoder: VideoEncoder) -> torch.Tensor:
     return sincos_1d(math.prod(encoder.grid), encoder.width)[None]
 
 
+def attention_importance(
+    target: TeacherOutput, grid: tuple[int, int, int], resize: bool = False
+) -> torch.Tensor | None:
+    """A teacher's class-token attention [B,T,h·w] as each student token's importance [B,N] on the student's
+    ``grid`` (the weights of a semantic mask); None when the teacher returns no attention."""
+    if target.attention is None:
+        return None
+    return align_tokens(target.attention.flatten(1)[..., None], target.grid, grid, resize=resize)[..., 0]
+
+
 def unmasked_alignment(
     encoder: VideoEncoder,
     mask_cfg: MaskConfig,
@@ -98,11 +109,7 @@ def unmasked_alignment(
         mask = make_mask(mask_cfg, b, grid, generator, clip.device)
         return clip.new_zeros(()), encoder(video, visible=mask.visible), mask
     target = teacher(clip, batch)  # no grad, eval mode
-    importance = None
-    if target.attention is not None:  # [B,T,h·w] -> [B,N] on the student's grid
-        importance = align_tokens(target.attention.flatten(1)[..., None], target.grid, grid, resize=resize)[
-            ..., 0
-        ]
+    importance = attention_importance(target, grid, resize)
     mask = make_mask(mask_cfg, b, grid, generator, clip.device, importance=importance)
     layers = student_layers(encoder, heads)
     out = encoder(video, visible=mask.visible, return_layers=layers)

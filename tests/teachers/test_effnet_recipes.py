@@ -59,7 +59,7 @@ def test_effnet_recipe_trains_from_cached_targets(tmp_path, recipe, teacher) -> 
     assert main(args + sets(*common)) == 0
     index = json.loads((cache / "cache.json").read_text())
     (name,) = index["teachers"]
-    assert index["teachers"][name][0]["grid"][1:] == [8, 8]  # the teacher's map on the student's grid
+    assert index["teachers"][name]["grid"][1:] == [8, 8]  # the teacher's map on the student's grid
     run = tmp_path / "run"
     train = ["train.steps=2", "train.warmup_steps=0", f"train.teacher_cache={cache}"]
     assert main(["pretrain", "--recipe", recipe, "--out", str(run)] + sets(*common, *train)) == 0

@@ -84,7 +84,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Build the recipe's dataset and task (as `vidfm pretrain` does), run its teachers on "
         "K fixed augmented views (frames and crop) of every clip and store their outputs in fp16/bf16 "
         "shards under --out. Train with --set train.teacher_cache=OUT: each epoch then picks one cached "
-        "view per clip and no teacher runs. Under torchrun the shards are split over the processes.",
+        "view per clip and no teacher is loaded or run. Under torchrun the shards are split over the processes.",
     )
     c.add_argument("--recipe", required=True, help="recipe name, optionally :variant (e.g. mvd:tiny)")
     c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -66,7 +66,7 @@ class VideoLMTask(nn.Module):
         if self.encoder is None or video is None:
             return None
         with torch.no_grad():
-            x = self.augment(video, train=False)  # [B,C,T,S,S], the centre crop
+            x = self.augment.normalize(self.augment(video, train=False))  # [B,C,T,S,S], the centre crop
             out = self.encoder(x)
             tokens = out.tokens if out.cls is None else torch.cat([out.cls[:, None], out.tokens], dim=1)
         return self.projector(tokens)

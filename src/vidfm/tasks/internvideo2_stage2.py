@@ -31,6 +31,7 @@ from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
 from vidfm.objectives.contrastive import vtc_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
+from vidfm.tasks.umt import unmasked_alignment
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights, UMTStage2Task
 
 
@@ -86,9 +87,11 @@ class InternVideo2Stage2Task(UMTStage2Task):
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self.contrastive.clamp_()
         captions, av_captions = captions_of(batch), list(batch["av_caption"])
-        video = self.augment(batch["video"], generator=generator, train=True)  # [B,C,T,H,W]
-        device = video.device
-        _, out, _ = self.align(video, generator)  # no teacher: the student on the tokens the mask keeps
+        clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
+        device = clip.device
+        video = self.augment.normalize(clip)
+        # no teacher: the student on the tokens the mask keeps
+        _, out, _ = unmasked_alignment(self.encoder, self.mask_cfg, None, None, video, clip, batch, generator)
         tokens = out.tokens  # [B,Nv,Dv]
         sound = self.audio(batch)
         present = sound.present[:, None].to(tokens.dtype)  # [B,1]

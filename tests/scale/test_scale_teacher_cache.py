@@ -182,6 +182,9 @@ def test_cache_targets_command_then_pretrain_from_the_cache(tmp_path, capsys):
     args = ["data", "cache-targets", "--recipe", "mvd:tiny", "--out", str(tmp_path / "cache"), "--views", "2"]
     assert main(args + ["--workers", "0", "--batch", "3"] + mvd) == 0
     assert "MiB per clip (fp16)" in capsys.readouterr().out
+    # Training from the cache never loads a teacher: their runs can be gone.
+    (tmp_path / "img").rename(tmp_path / "img-moved")
+    (tmp_path / "vid").rename(tmp_path / "vid-moved")
     run = ["pretrain", "--recipe", "mvd:tiny", "--out", str(tmp_path / "mvd")]
     assert main(run + mvd + sets("train.steps=2", f"train.teacher_cache={tmp_path / 'cache'}")) == 0
     last = json.loads((tmp_path / "mvd" / "metrics.jsonl").read_text().splitlines()[-1])

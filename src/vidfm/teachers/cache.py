@@ -40,7 +40,7 @@ from vidfm.data.transforms import AugmentConfig, multiscale_boxes
 from vidfm.errors import UserError
 from vidfm.io import atomic_write_text, save_tensors
 from vidfm.teachers.base import Teacher, TeacherOutput, TeacherSpec
-from vidfm.teachers.targets import LiveTargets, TargetProvider, TargetSource
+from vidfm.teachers.targets import TargetProvider, TargetSource
 from vidfm.train.distributed import is_distributed, to_device
 from vidfm.utils import log, make_generator
 
@@ -148,8 +148,7 @@ class RecordingTargets(TargetSource):
         self.providers: dict[str, _Recording] = {}
 
     def teacher(self, name: str, build: Callable[[], Teacher]) -> TargetProvider:
-        with torch.random.fork_rng(devices=[]):
-            self.providers[name] = _Recording(build())
+        self.providers[name] = _Recording(super().teacher(name, build))
         return self.providers[name]
 
     def reset(self) -> None:
@@ -157,13 +156,14 @@ class RecordingTargets(TargetSource):
             provider.outputs = []
 
 
-class _Recording(LiveTargets):
-    def __init__(self, teacher: Teacher) -> None:
-        super().__init__(teacher)
+class _Recording(TargetProvider):
+    def __init__(self, live: TargetProvider) -> None:
+        super().__init__(live.spec)
+        self.live = live
         self.outputs: list[TeacherOutput] = []
 
     def forward(self, clip: torch.Tensor, batch: dict[str, Any]) -> TeacherOutput:
-        out = super().forward(clip, batch)
+        out = self.live(clip, batch)
         self.outputs.append(out)
         return out
 

@@ -20,6 +20,7 @@ Steps 1-3 are :func:`unmasked_alignment`, a function of the student encoder, its
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -65,10 +66,15 @@ def student_layers(encoder: VideoEncoder, heads: nn.ModuleList) -> tuple[int, ..
     return tuple(range(encoder.depth - len(heads), encoder.depth))
 
 
-def align_pos(encoder: VideoEncoder) -> torch.Tensor:
+def align_pos(encoder: VideoEncoder, device: torch.device | str = "cpu") -> torch.Tensor:
     """Official ``clip_pos_embed``: a 1-D sincos table over the flattened grid at the student width,
-    [1, N, D], added to each aligned layer's tokens before its head."""
-    return sincos_1d(math.prod(encoder.grid), encoder.width)[None]
+    [1, N, D], added to each aligned layer's tokens before its head (made once per size and device)."""
+    return _sincos_1d(math.prod(encoder.grid), encoder.width, str(device))
+
+
+@functools.lru_cache(maxsize=8)
+def _sincos_1d(num: int, dim: int, device: str) -> torch.Tensor:
+    return sincos_1d(num, dim)[None].to(device)
 
 
 def attention_importance(
@@ -113,7 +119,7 @@ def unmasked_alignment(
     mask = make_mask(mask_cfg, b, grid, generator, clip.device, importance=importance)
     layers = student_layers(encoder, heads)
     out = encoder(video, visible=mask.visible, return_layers=layers)
-    pos = gather_tokens(align_pos(encoder).to(clip.device).expand(b, -1, -1), mask.visible)  # [B,Nv,D]
+    pos = gather_tokens(align_pos(encoder, clip.device).expand(b, -1, -1), mask.visible)  # [B,Nv,D]
     pos = pos.to(out.tokens.dtype)
     losses = []
     for head, s, t in zip(heads, layers, teacher.spec.layers, strict=True):

@@ -65,6 +65,17 @@ def load_state_dict_file(path: str | Path) -> dict[str, torch.Tensor]:
     return obj  # type: ignore[return-value]
 
 
+def read_hf_model(model_or_path: Any) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(config dict, weights) of an HF model: a ``transformers`` model instance (its ``config.to_dict()`` and a
+    detached copy of its state dict, so converting never aliases the live model's tensors) or a folder
+    written by ``save_pretrained`` (:func:`read_hf_folder`, no transformers needed). Every HF converter reads
+    through here."""
+    if isinstance(model_or_path, torch.nn.Module):
+        config = model_or_path.config.to_dict()
+        return config, {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
+    return read_hf_folder(Path(model_or_path))
+
+
 def read_hf_folder(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """config.json and the weights of an HF folder (safetensors, sharded safetensors, or a torch .bin)."""
     cfg_file = path / "config.json"

@@ -38,7 +38,7 @@ from torch import nn
 from vidfm.config import config_from_dict
 from vidfm.convert.layouts import read_checkpoint_file, unwrap
 from vidfm.convert.videomae import StateDict
-from vidfm.io import load_tensors, read_hf_folder
+from vidfm.io import load_tensors, read_hf_model
 from vidfm.models.clip_vision import Activation, CLIPVisionConfig, clip_encoder_config
 
 
@@ -144,11 +144,7 @@ def from_openai_clip(state_dict: dict, heads: int | None = None) -> tuple[CLIPVi
 
 def from_hf_clip(model_or_path: nn.Module | str | Path) -> tuple[CLIPVisionConfig, StateDict]:
     """An HF CLIP model or ``save_pretrained`` folder -> (config, tower weights); the text side is dropped."""
-    if isinstance(model_or_path, nn.Module):
-        config = model_or_path.config.to_dict()
-        raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
-    else:
-        config, raw = read_hf_folder(Path(model_or_path))
+    config, raw = read_hf_model(model_or_path)
     kind = config.get("model_type")
     if kind == "clip":
         config = {**config.get("vision_config", {})}

@@ -29,24 +29,29 @@ import torch
 from torch import nn
 
 from vidfm.convert.videomae import StateDict, count_blocks, decoder_config, encoder_config
-from vidfm.io import read_hf_folder
+from vidfm.io import read_hf_model
 from vidfm.models.decoder import DecoderConfig, decoder_dims
 from vidfm.models.encoder import EncoderConfig
 from vidfm.utils import log
 
-# VideoMAEConfig defaults (transformers ``configuration_videomae.py``), for config.json files that omit them.
-HF_DEFAULTS: dict[str, Any] = {
+# ViTConfig's defaults for the fields :func:`hf_encoder_config` reads (transformers ``configuration_vit.py``),
+# which VideoMAEConfig and ViTMAEConfig repeat; for config.json files that omit them.
+HF_VIT_DEFAULTS: dict[str, Any] = {
     "image_size": 224,
     "patch_size": 16,
     "num_channels": 3,
-    "num_frames": 16,
-    "tubelet_size": 2,
     "hidden_size": 768,
     "num_hidden_layers": 12,
     "num_attention_heads": 12,
     "intermediate_size": 3072,
     "hidden_act": "gelu",
     "layer_norm_eps": 1e-12,
+}
+# VideoMAEConfig defaults (transformers ``configuration_videomae.py``).
+HF_DEFAULTS: dict[str, Any] = {
+    **HF_VIT_DEFAULTS,
+    "num_frames": 16,
+    "tubelet_size": 2,
     "qv_bias": True,
     "use_mean_pooling": True,
     "decoder_num_attention_heads": 6,
@@ -120,12 +125,32 @@ def _blocks_to_hf(sd: StateDict, src: str, dst: str, depth: int, qv: bool) -> St
     return out
 
 
-def _square(value: Any, name: str) -> int:
+def hf_square(value: Any, name: str) -> int:
+    """One side of an HF size field (``image_size``, ``patch_size``, a tubelet's spatial part), which HF
+    configs give as an int or a list; vidfm's images, patches and tubelets are square."""
     if isinstance(value, (list, tuple)):
         if len(set(value)) != 1:
-            raise ValueError(f"non-square {name} {value} is not supported")
+            raise ValueError(f"{name}={value}: vidfm uses square images and patches")
         value = value[0]
     return int(value)
+
+
+def hf_encoder_config(c: dict[str, Any], depth: int, **fields: Any) -> EncoderConfig:
+    """The fields every HF ViT-family config names alike (``hidden_size``, ``num_attention_heads``,
+    ``intermediate_size``, ``patch_size``, ``image_size``, ``num_channels``, ``layer_norm_eps``: VideoMAE's
+    and ViT/ViTMAE's ``configuration_*.py``) as an EncoderConfig; ``fields`` add what the model type decides
+    (tubelet, frames, positions, q/k/v biases, class token, final norm)."""
+    return encoder_config(
+        int(c["hidden_size"]),
+        depth,
+        int(c["num_attention_heads"]),
+        int(c["intermediate_size"]),
+        hf_square(c["patch_size"], "patch_size"),
+        img_size=hf_square(c["image_size"], "image_size"),
+        in_chans=int(c["num_channels"]),
+        norm_eps=float(c["layer_norm_eps"]),
+        **fields,
+    )
 
 
 def from_hf_videomae(
@@ -141,11 +166,7 @@ def from_hf_videomae(
         (encoder config, decoder config or None, ``{"encoder.*", "decoder.*"}`` tensors). The classifier of
         ``VideoMAEForVideoClassification`` (``fc_norm``, ``classifier``) is logged and dropped.
     """
-    if isinstance(model_or_path, nn.Module):
-        config = model_or_path.config.to_dict()
-        raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
-    else:
-        config, raw = read_hf_folder(Path(model_or_path))
+    config, raw = read_hf_model(model_or_path)
     if config.get("model_type", "videomae") != "videomae":
         raise ValueError(f"model_type {config.get('model_type')!r} is not 'videomae'")
     c = {**HF_DEFAULTS, **config}
@@ -175,20 +196,13 @@ def _convert_hf(
 ) -> tuple[EncoderConfig, DecoderConfig | None, StateDict]:
     """The renames of :func:`from_hf_videomae`; pops the converted keys from ``sd``."""
     depth = count_blocks(sd, "videomae.encoder.layer.")
-    patch = _square(c["patch_size"], "patch_size")
-    enc_cfg = encoder_config(
-        c["hidden_size"],
+    enc_cfg = hf_encoder_config(
+        c,
         depth,
-        c["num_attention_heads"],
-        c["intermediate_size"],
-        patch,
         tubelet=int(c["tubelet_size"]),
         num_frames=int(c["num_frames"]),
-        img_size=_square(c["image_size"], "image_size"),
-        in_chans=int(c["num_channels"]),
         pos_embed="sincos_1d",
         qkv_bias="qv" if qv else "none",
-        norm_eps=float(c["layer_norm_eps"]),
         # HF VideoMAEModel has no final layernorm with use_mean_pooling (modeling_videomae.py, VideoMAEModel).
         final_norm="videomae.layernorm.weight" in sd,
     )

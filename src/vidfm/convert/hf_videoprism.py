@@ -39,8 +39,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from vidfm.convert.hf_videomae import hf_square
 from vidfm.convert.videomae import Converted, StateDict
-from vidfm.io import read_hf_folder
+from vidfm.io import read_hf_model
 from vidfm.models.encoder import EncoderConfig
 
 # VideoPrismVisionConfig defaults (transformers ``configuration_videoprism.py``), for config.json files that
@@ -83,14 +84,6 @@ def _strip_prefix(sd: StateDict) -> StateDict:
     raise ValueError("no VideoPrism vision backbone (spatial_embeddings.*) in the state dict")
 
 
-def _square(value: Any, name: str) -> int:
-    if isinstance(value, (list, tuple)):
-        if len(set(value)) != 1:
-            raise ValueError(f"{name}={value}: vidfm uses square images and patches")
-        value = value[0]
-    return int(value)
-
-
 def _block(sd: StateDict, src: str, dst: str, qkv_bias: bool) -> StateDict:
     """Pop one HF ``VideoPrismLayer`` ``{src}*`` from ``sd`` as a vidfm block ``{dst}*``."""
     att = src + "attention."
@@ -124,11 +117,7 @@ def from_hf_videoprism(model_or_path: nn.Module | str | Path) -> Converted:
         :class:`~vidfm.convert.videomae.Converted` with no decoder and no extras (pooler and text tower of the
         larger models are left out, see the module docstring).
     """
-    if isinstance(model_or_path, nn.Module):
-        config = model_or_path.config.to_dict()
-        raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
-    else:
-        config, raw = read_hf_folder(Path(model_or_path))
+    config, raw = read_hf_model(model_or_path)
     if config.get("model_type") not in MODEL_TYPES:
         raise ValueError(
             f"model_type {config.get('model_type')!r} is not HF VideoPrism ({', '.join(MODEL_TYPES)})"
@@ -144,14 +133,14 @@ def from_hf_videoprism(model_or_path: nn.Module | str | Path) -> Converted:
     qkv_bias = bool(c["qkv_bias"])
     softcap = c["attn_logit_softcapping"]
     enc_cfg = EncoderConfig(
-        size=f"B/{_square(tubelet[1:], 'tubelet_size')}",  # the size name only fixes the patch here
+        size=f"B/{hf_square(tubelet[1:], 'tubelet_size')}",  # the size name only fixes the patch here
         width=width,
         depth=spatial,
         heads=heads,
         mlp_ratio=int(c["intermediate_size"]) / width,
         tubelet=1,
         num_frames=int(c["num_frames"]),
-        img_size=_square(c["image_size"], "image_size"),
+        img_size=hf_square(c["image_size"], "image_size"),
         in_chans=int(c["num_channels"]),
         pos_embed="learned",
         qkv_bias="fused" if qkv_bias else "none",

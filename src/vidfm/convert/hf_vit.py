@@ -29,25 +29,14 @@ from typing import Any
 import torch
 from torch import nn
 
-from vidfm.convert.hf_videomae import _blocks_from_hf, _square
-from vidfm.convert.videomae import Converted, StateDict, count_blocks, encoder_config
-from vidfm.io import read_hf_folder
+from vidfm.convert.hf_videomae import HF_VIT_DEFAULTS, _blocks_from_hf, hf_encoder_config
+from vidfm.convert.videomae import Converted, StateDict, count_blocks
+from vidfm.io import read_hf_model
 from vidfm.utils import log
 
 MODEL_TYPES = ("vit", "vit_mae")
 # ViTConfig / ViTMAEConfig defaults (transformers ``configuration_vit.py`` / ``configuration_vit_mae.py``).
-HF_DEFAULTS: dict[str, Any] = {
-    "image_size": 224,
-    "patch_size": 16,
-    "num_channels": 3,
-    "hidden_size": 768,
-    "num_hidden_layers": 12,
-    "num_attention_heads": 12,
-    "intermediate_size": 3072,
-    "hidden_act": "gelu",
-    "layer_norm_eps": 1e-12,
-    "qkv_bias": True,
-}
+HF_DEFAULTS: dict[str, Any] = {**HF_VIT_DEFAULTS, "qkv_bias": True}
 # 5.x in-memory names -> legacy names, inside one block.
 _NEW_TO_LEGACY = {
     "attention.q_proj.": "attention.attention.query.",
@@ -92,11 +81,7 @@ def from_hf_vit(model_or_path: nn.Module | str | Path) -> Converted:
         :class:`~vidfm.convert.videomae.Converted` with no decoder; ViT's ``pooler.*`` and a classifier go to
         ``extras``, ViTMAE's pixel decoder is dropped (a teacher never uses it).
     """
-    if isinstance(model_or_path, nn.Module):
-        config = model_or_path.config.to_dict()
-        raw = {k: v.detach().clone() for k, v in model_or_path.state_dict().items()}
-    else:
-        config, raw = read_hf_folder(Path(model_or_path))
+    config, raw = read_hf_model(model_or_path)
     kind = config.get("model_type")
     if kind not in MODEL_TYPES:
         raise ValueError(f"model_type {kind!r} is not an HF image ViT ({', '.join(MODEL_TYPES)})")
@@ -123,21 +108,14 @@ def _convert(c: dict[str, Any], sd: StateDict):
     """The renames of :func:`from_hf_vit`; pops the converted keys from ``sd``."""
     depth = count_blocks(sd, "encoder.layer.")
     qkv_bias = bool(c["qkv_bias"])
-    patch = _square(c["patch_size"], "patch_size")
-    enc_cfg = encoder_config(
-        c["hidden_size"],
+    enc_cfg = hf_encoder_config(
+        c,
         depth,
-        c["num_attention_heads"],
-        c["intermediate_size"],
-        patch,
         tubelet=1,
         num_frames=1,
-        img_size=_square(c["image_size"], "image_size"),
-        in_chans=int(c["num_channels"]),
         pos_embed="learned",
         cls_token=True,
         qkv_bias="fused" if qkv_bias else "none",
-        norm_eps=float(c["layer_norm_eps"]),
         final_norm=True,
     )
     pos = sd.pop("embeddings.position_embeddings")  # [1, 1+N, D], row 0 = the class token's

@@ -84,9 +84,7 @@ def extract_tokens(
         f = extract_features(
             wrapped,
             part,
-            size=augment.size,
-            mean=augment.mean,
-            std=augment.std,
+            augment,
             batch_size=batch_size,
             workers=workers,
             device=device,

@@ -141,7 +141,7 @@ def embed_videos(
                 max_failure_fraction=1.0, crop_square=crops == 1, train=False,
             )  # fmt: skip
             feats = extract_features(
-                encoder, _Marked(dataset, shape), size=size, mean=cfg.augment.mean, std=cfg.augment.std,
+                encoder, _Marked(dataset, shape), cfg.augment,
                 batch_size=batch_size if crops == 1 else 1, crops=crops, pool=pool, workers=workers,
                 device=device, progress=False,
             )  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
@@ -11,6 +11,9 @@ from tqdm import tqdm
 
 from vidfm.models.encoder import EncoderOutput, VideoEncoder
 from vidfm.utils import on_terminal
+
+if TYPE_CHECKING:
+    from vidfm.data.transforms import AugmentConfig
 
 Pool = Literal["mean", "cls", "grid2x2"]
 
@@ -49,9 +52,7 @@ def pool_tokens(out: EncoderOutput, pool: Pool) -> torch.Tensor:
 def extract_features(
     encoder: VideoEncoder,
     dataset: torch.utils.data.Dataset,
-    size: int,
-    mean: tuple[float, float, float],
-    std: tuple[float, float, float],
+    augment: AugmentConfig,
     batch_size: int = 16,
     crops: int = 1,
     pool: Pool = "mean",
@@ -62,7 +63,8 @@ def extract_features(
     """Encode every item of ``dataset``; views (the dataset's temporal clips × ``crops`` spatial crops) are
     encoded separately and their features averaged, as VideoMAE's multi-view test.
 
-    Items hold ``video`` uint8 [T,H,W,C] or [V,T,H,W,C] already resized on decode; the crops are taken here.
+    Items hold ``video`` uint8 [T,H,W,C] or [V,T,H,W,C] already resized on decode; the crops are taken here,
+    ``augment.size`` square, normalised with ``augment.mean``/``augment.std`` (the run's test transform).
     """
     from vidfm.data.datasets import collate
     from vidfm.data.transforms import multi_crop, normalize, to_float
@@ -72,7 +74,7 @@ def extract_features(
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate
     )
-    mean_t, std_t = torch.tensor(mean, device=device), torch.tensor(std, device=device)
+    mean_t, std_t = torch.tensor(augment.mean, device=device), torch.tensor(augment.std, device=device)
     feats, labels, paths = [], {}, []
     for batch in tqdm(loader, desc="features", disable=not on_terminal(progress), leave=False):
         video = batch["video"].to(device)
@@ -80,7 +82,7 @@ def extract_features(
             video = video[:, None]
         b, v = video.shape[:2]
         clips = normalize(to_float(video.flatten(0, 1)), mean_t, std_t)  # [B·V,C,T,H,W]
-        views = multi_crop(clips, size, crops)  # [B·V·crops,C,T,size,size]
+        views = multi_crop(clips, augment.size, crops)  # [B·V·crops,C,T,size,size]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             f = pool_tokens(encoder(views), pool).float()
         feats.append(f.view(b, v * crops, -1).mean(1).cpu())

@@ -109,9 +109,7 @@ def evaluate_classifier(
     probs = extract_features(
         _ProbabilitiesAsFeature(task),
         dataset,
-        size=cfg.augment.size,
-        mean=cfg.augment.mean,
-        std=cfg.augment.std,
+        cfg.augment,
         batch_size=batch_size if crops == 1 else 1,  # 3 crops keep the frame's shape: one video a batch
         crops=crops,
         workers=workers,

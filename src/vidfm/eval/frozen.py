@@ -52,9 +52,7 @@ def split_features(
         out[split] = extract_features(
             encoder,
             dataset,
-            size=augment.size,
-            mean=augment.mean,
-            std=augment.std,
+            augment,
             crops=crops,
             pool=pool,
             workers=workers,

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidfm.data.transforms import AugmentConfig
 from vidfm.objectives.contrastive import clamp_temperature_
 
 
@@ -128,7 +129,8 @@ class DualEncoder(nn.Module):
         text_encoder: a :class:`~vidfm.models.text.BertTextEncoder`.
         text_proj: [B,Dt] -> [B,E].
         tokenizer: a :class:`~vidfm.models.text.Tokenizer`.
-        size, mean, std: the clip side and normalisation the video tower expects.
+        augment: the recipe's crop/normalise config: its ``size``, ``mean`` and ``std`` are the clip side and
+            normalisation the video tower expects (kept as ``self.size``, ``self.mean``, ``self.std``).
         modules: every module holding weights (registered, so ``.to(device)`` moves them).
     """
 
@@ -139,16 +141,14 @@ class DualEncoder(nn.Module):
         text_encoder: nn.Module,
         text_proj: nn.Module,
         tokenizer: Callable,
-        size: int,
-        mean: tuple[float, ...],
-        std: tuple[float, ...],
+        augment: AugmentConfig,
         modules: dict[str, nn.Module],
     ) -> None:
         super().__init__()
         self.parts = nn.ModuleDict(modules)
         self.video_tower, self.video_proj = video_tower, video_proj
         self.text_encoder, self.text_proj, self.tokenizer = text_encoder, text_proj, tokenizer
-        self.size, self.mean, self.std = size, tuple(mean), tuple(std)
+        self.size, self.mean, self.std = augment.size, tuple(augment.mean), tuple(augment.std)
 
     @torch.no_grad()
     def embed_video(self, video: torch.Tensor) -> torch.Tensor:

@@ -86,9 +86,7 @@ class CLIPImageRecipe(Recipe):
             task.text_encoder,
             task.contrastive.text_proj,
             task.tokenizer,
-            self.augment.size,
-            self.augment.mean,
-            self.augment.std,
+            self.augment,
             modules={"task": task},
         )
 

@@ -137,9 +137,7 @@ class UMTStage2Recipe(Recipe):
             text_encoder,
             head.text_proj,
             tokenizer,
-            self.augment.size,
-            self.augment.mean,
-            self.augment.std,
+            self.augment,
             modules=parts,
         ).eval()
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -32,7 +32,7 @@ from vidfm.data.transforms import AugmentConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.models.text import TextEncoderConfig
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_train, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -67,6 +67,22 @@ def tiny_encoder() -> EncoderConfig:
     return videoprism_encoder("T/4", num_frames=4, img_size=32, width=128, heads=4, depth=4, temporal_depth=2)
 
 
+def videoprism_train(**fields: Any) -> TrainConfig:
+    """The full-scale schedule of both VideoPrism stages here: 100k steps of 64 clips, lr 1e-4 to 1e-6 after
+    5k warm-up steps, AdamW betas (0.9, 0.999), weight decay 0.05; ``fields`` override any of these (stage 2
+    takes the masked-modelling betas of the MAE family)."""
+    base: dict[str, Any] = dict(
+        batch_size=64,
+        lr=1e-4,
+        min_lr=1e-6,
+        weight_decay=0.05,
+        betas=(0.9, 0.999),
+        steps=100_000,
+        warmup_steps=5_000,
+    )
+    return TrainConfig(**(base | fields))
+
+
 @dataclass
 class VideoPrismStage1Recipe(Recipe):
     """Everything one stage-1 run needs; written to ``RUN/config.yaml``.
@@ -85,17 +101,7 @@ class VideoPrismStage1Recipe(Recipe):
     embed_dim: int = 512
     pool_heads: int | None = None
     temperature: float = 0.07
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64,
-            lr=1e-4,
-            min_lr=1e-6,
-            weight_decay=0.05,
-            betas=(0.9, 0.999),
-            steps=100_000,
-            warmup_steps=5_000,
-        )
-    )
+    train: TrainConfig = field(default_factory=videoprism_train)
 
     def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.videoprism import VideoPrismStage1Task
@@ -132,9 +138,7 @@ def text_dual_encoder(stage1: VideoPrismStage1Recipe, stage1_dir: str | Path, en
         text_encoder,
         text_proj,
         tokenizer,
-        stage1.augment.size,
-        stage1.augment.mean,
-        stage1.augment.std,
+        stage1.augment,
         modules=parts,
     ).eval()
 
@@ -154,17 +158,5 @@ def tiny() -> VideoPrismStage1Recipe:
         text=TextEncoderConfig(trainable=False),
         embed_dim=128,
         # clip_image:tiny's betas and eps; its lr 1e-3 kept this loss at log(24) for ~130 of 200 steps here.
-        train=TrainConfig(
-            batch_size=24,
-            lr=5e-4,
-            min_lr=1e-5,
-            weight_decay=0.05,
-            betas=(0.9, 0.98),
-            eps=1e-6,
-            steps=350,
-            warmup_steps=35,
-            ckpt_every=0,
-            log_every=10,
-            workers=1,
-        ),
+        train=cpu_train(350, batch_size=24, lr=5e-4, betas=(0.9, 0.98), eps=1e-6, ckpt_every=0),
     )

@@ -34,7 +34,7 @@ from vidfm.models.encoder import EncoderConfig
 from vidfm.objectives.distill import FeatureLoss
 from vidfm.recipes.base import Recipe
 from vidfm.recipes.common import cpu_train, pick_variant
-from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder
+from vidfm.recipes.videoprism import tiny_encoder, videoprism_encoder, videoprism_train
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -63,17 +63,7 @@ class VideoPrismStage2Recipe(Recipe):
     token_loss: FeatureLoss = "l2"
     global_loss: FeatureLoss = "cosine"
     pool_heads: int | None = None
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64,
-            lr=1e-4,
-            min_lr=1e-6,
-            weight_decay=0.05,
-            betas=(0.9, 0.95),
-            steps=100_000,
-            warmup_steps=5_000,
-        )
-    )
+    train: TrainConfig = field(default_factory=lambda: videoprism_train(betas=(0.9, 0.95)))
 
     def _init_dir(self) -> str:
         if not self.init:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidfm.commands.options import add_recipe
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -86,8 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "shards under --out. Train with --set train.teacher_cache=OUT: each epoch then picks one cached "
         "view per clip and no teacher is loaded or run. Under torchrun the shards are split over the processes.",
     )
-    c.add_argument("--recipe", required=True, help="recipe name, optionally :variant (e.g. mvd:tiny)")
-    c.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_recipe(c, "mvd:tiny")
     c.add_argument("--out", required=True, help="cache folder (created; finished shards are kept)")
     c.add_argument("--views", type=int, default=4, help="augmented views per clip (default 4)")
     c.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="storage type (default fp16)")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands.options import add_clip_views
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -19,9 +21,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", required=True, help="vidfm run folder")
     p.add_argument("--out", required=True, help="output file: .npy or .parquet")
     p.add_argument("--random-init", action="store_true", help="a random-init encoder of the run's config")
-    p.add_argument("--pool", default="mean", choices=["mean", "cls", "grid2x2"], help="clip feature")
-    p.add_argument("--clips", type=int, default=1, help="temporal clips per video, averaged")
-    p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip, averaged")
+    add_clip_views(p)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--part-size", type=int, default=512, help="videos per saved part (the resume unit)")
     p.add_argument("--workers", type=int, default=2, help="decoding worker processes")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidfm.commands.options import add_clip_views
+
 EPILOG = """tasks:
   probe:DATA:COLUMN      linear probe + kNN on frozen clip features
   attentive:DATA:COLUMN  attentive (MAP) probe on frozen tokens, heads x lrs trained in one pass
@@ -42,13 +44,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoints", nargs="+", help="run folders, NAME=RUN, random, random:RUN, baseline")
     p.add_argument("--tasks", nargs="+", help="KIND:DATA:COLUMN or retrieval:DATA (see below)")
     _common(p, "vidfm-eval")
-    p.add_argument(
-        "--pool", default="mean", choices=["mean", "cls", "grid2x2"], help="linear/kNN clip feature"
-    )
-    p.add_argument("--clips", type=int, default=1, help="temporal clips per video for the linear/kNN probes")
-    p.add_argument(
-        "--crops", type=int, default=1, choices=[1, 3], help="spatial crops for the linear/kNN probes"
-    )
+    add_clip_views(p, "the linear/kNN probes")
     p.add_argument("--attentive-epochs", type=int, default=None, help="epochs of the attentive probe (20)")
     p.add_argument(
         "--attentive-lrs", type=float, nargs="+", default=None, help="learning rates tried together"

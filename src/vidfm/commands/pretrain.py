@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands.options import add_recipe
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -15,15 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "may change train.steps (and workers, logging, checkpoint cadence); any other change is refused "
         "unless --force.",
     )
-    p.add_argument("--recipe", required=True, help="recipe name, optionally :variant (e.g. videomae:tiny)")
-    p.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config field, e.g. --set train.steps=500 --set data.manifest=m.csv",
-    )
+    add_recipe(p, "videomae:tiny")
     p.add_argument("--out", required=True, help="run folder (checkpoints, config.yaml, metrics.jsonl)")
     p.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     p.add_argument(

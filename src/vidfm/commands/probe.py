@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands.options import add_clip_views
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -24,9 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="probe the trivial baseline (colour histogram + frame differences)",
     )
-    p.add_argument("--pool", default="mean", choices=["mean", "cls", "grid2x2"])
-    p.add_argument("--clips", type=int, default=1, help="temporal clips per video (multi-view)")
-    p.add_argument("--crops", type=int, default=1, choices=[1, 3], help="spatial crops per clip")
+    add_clip_views(p)
     p.add_argument("--stride", type=int, default=None, help="frame stride (default: the run's)")
     p.add_argument("--train-split", default="train")
     p.add_argument("--test-split", default="test")

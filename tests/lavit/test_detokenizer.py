@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig, to_uint8, to_unit
+from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig, drop_motion, to_uint8, to_unit
+from vidfm.lavit.warp import warp_keyframe
 from vidfm.tasks.detokenizer import DetokenizerTask, edm_loss
 
 CFG = DetokenizerConfig(num_frames=4, size=16, channels=(8, 16), blocks=1, heads=2, steps=12)
@@ -81,3 +82,42 @@ def test_edm_loss_weight():
     clean, den = torch.zeros(1, 4), torch.ones(1, 4)
     sigma = torch.tensor([1.0])
     assert torch.isclose(edm_loss(den, clean, sigma, 0.5), torch.tensor((1 + 0.25) / 0.25))
+
+
+@pytest.mark.parametrize("base", ["repeat", "warp"])
+def test_residual_denoiser_starts_at_its_base(base):
+    # D(x; sigma) = b + c_skip (x - b) + c_out F with F = 0 at init: the base clip is a fixed point at every
+    # noise level, so the untrained detokenizer already reproduces keyframe-repeat (or the warped keyframe).
+    cfg = DetokenizerConfig(**{**CFG.__dict__, "base": base, "sigma_data": 0.1})
+    det = Detokenizer(cfg)
+    b = batch()
+    key = b["frames"][:, 0]
+    cond = det.condition(key, b["motion"])
+    repeat = to_unit(key[:, None]).expand(-1, -1, 4, -1, -1)
+    want = repeat if base == "repeat" else warp_keyframe(repeat[:, :, 0], b["motion"])
+    assert torch.allclose(det.base(cond), want, atol=1e-6)
+    assert base == "repeat" or (want - repeat).abs().mean() > 0.01  # the motion moved it
+    for sigma in (0.01, 0.5, 20.0):
+        s = torch.full((2,), sigma)
+        assert torch.allclose(det.denoise(want, s, cond), want, atol=1e-5)
+    # the sampler started at the base (temperature 0) stays there
+    out = det.sample(key, b["motion"], steps=4, temperature=0.0)
+    assert (out.float() - to_uint8(want).float()).abs().max() <= 1
+    # dropping the motion gives what zero motion gives: the repeat as base
+    assert torch.allclose(drop_motion(cond), det.condition(key, torch.zeros_like(b["motion"])), atol=1e-6)
+
+
+def test_residual_training_reaches_the_unet():
+    cfg = DetokenizerConfig(**{**CFG.__dict__, "base": "warp", "sigma_data": 0.1, "p_mean": -2.8})
+    torch.manual_seed(0)
+    task = DetokenizerTask(cfg)
+    unet = task.detokenizer.unet
+    opt = torch.optim.SGD(task.parameters(), lr=0.1)
+    # Zero-initialised layers (output, temporal convs, attention projection) pass gradients on from the
+    # step after they first move: three steps reach every layer named below.
+    for _ in range(3):
+        opt.zero_grad()
+        task(batch(), torch.Generator().manual_seed(1))["loss"].backward()
+        opt.step()
+    for p in (unet.out.conv.weight, unet.stem.conv.weight, unet.mid_attn.attn.qkv.weight):
+        assert p.grad is not None and p.grad.abs().sum() > 0

@@ -14,18 +14,30 @@ with self-attention over space and time only at the lowest resolution, motion co
 concatenation only, and a constant guidance scale. EDM's preconditioning, noise distribution, loss weight
 and Heun sampler follow the paper (Table 1, Algorithm 1). Models return tensors; the loss is in
 :mod:`vidfm.tasks.detokenizer`.
+
+Prediction relative to the conditioning (``base``, a departure from Video-LaVIT): a small generator trained
+briefly in pixels does not even learn to copy its keyframe (it lost to repeating the keyframe). With
+``base="repeat"`` or ``"warp"`` the diffused variable is the residual ``x - b`` of the clip against a base
+clip ``b`` built from the condition (the keyframe repeated, or warped along the motion by
+:func:`vidfm.lavit.warp.warp_keyframe`), and EDM's preconditioning is applied to that residual with
+``sigma_data`` its std: ``D(x; sigma) = b + c_skip (x - b) + c_out F(c_in (x - b), c_noise, cond)``. The
+output layer starts at zero, so the untrained denoiser returns ``b`` for ``x = b`` at every noise level and
+training only has to learn the change. Video-LaVIT denoises SVD latents of the clip itself (the keyframe
+latent only enters as a condition).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from vidfm.lavit.clips import MOTION_RESCALE
+from vidfm.lavit.warp import warp_keyframe
 from vidfm.layers.attention import Attention
 
 
@@ -38,6 +50,10 @@ class DetokenizerConfig:
     lowest level. sigma_data, p_mean, p_std: EDM data std and log-normal training noise (0.5, -1.2, 1.2);
     sigma_min, sigma_max, rho, steps: the sampling schedule (0.002, 80, 7; Heun steps).
     cond_drop: probability of dropping the motion condition in training (classifier-free guidance).
+    base: what the U-Net predicts against: ``"none"`` (the clip itself, as Video-LaVIT), ``"repeat"`` (the
+    residual to the repeated keyframe) or ``"warp"`` (the residual to the keyframe warped along the
+    motion; these channels of the condition then hold the warped keyframe). With a base, ``sigma_data``
+    is the residual's std.
     """
 
     num_frames: int = 24
@@ -53,9 +69,23 @@ class DetokenizerConfig:
     rho: float = 7.0
     steps: int = 18
     cond_drop: float = 0.1
+    base: Literal["none", "repeat", "warp"] = "none"
 
 
-COND_CHANNELS = 3 + 2 + 1  # keyframe RGB, motion (dx, dy), frame position
+COND_CHANNELS = 3 + 2 + 1  # keyframe RGB (repeated or warped), motion (dx, dy), frame position
+
+
+def drop_motion(cond: torch.Tensor, drop: torch.Tensor | None = None) -> torch.Tensor:
+    """The condition ``[B, 6, T, S, S]`` without motion (all rows, or those where ``drop [B]`` is true): the
+    motion channels zeroed and the keyframe channels reset to the keyframe repeated (frame 0 of a warped
+    keyframe is the keyframe itself, and warping by zero motion is the repeat), as if ``condition`` had
+    been given zero motion."""
+    free = cond.clone()
+    free[:, :3] = cond[:, :3, :1].expand_as(cond[:, :3])
+    free[:, 3:5] = 0
+    if drop is None:
+        return free
+    return torch.where(drop.view(-1, 1, 1, 1, 1), free, cond)
 
 
 def _groups(c: int) -> int:
@@ -232,7 +262,7 @@ class Detokenizer(nn.Module):
     def condition(self, keyframe: torch.Tensor, motion: torch.Tensor) -> torch.Tensor:
         """uint8 keyframe ``[B, S, S, 3]`` and motion ``[B, 2, T, h, w]`` (tokenizer units) -> ``[B, 6, T, S, S]``.
 
-        The keyframe is repeated over frames; the motion is resized bicubically to the frame size and
+        The keyframe is repeated over frames (warped along the motion when ``base="warp"``); the motion is resized bicubically to the frame size and
         divided by 10 (official ``reconstruct_from_token``); the last channel is the frame position in [0, 1].
         """
         cfg = self.cfg
@@ -243,21 +273,32 @@ class Detokenizer(nn.Module):
                 f"got {tuple(keyframe.shape)} and {tuple(motion.shape)}"
             )
         key = to_unit(keyframe[:, None]).expand(-1, -1, t, -1, -1)
+        if cfg.base == "warp":
+            key = warp_keyframe(key[:, :, 0], motion)
         m = motion.float().transpose(1, 2).reshape(b * t, 2, *motion.shape[-2:])
         m = F.interpolate(m, size=(s, s), mode="bicubic", align_corners=False) / MOTION_RESCALE
         m = m.reshape(b, t, 2, s, s).transpose(1, 2)
         pos = torch.linspace(0, 1, t, device=key.device).view(1, 1, t, 1, 1).expand(b, 1, t, s, s)
         return torch.cat([key, m.to(key), pos], dim=1)
 
+    def base(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """The clip the U-Net predicts against, ``[B, 3, T, S, S]`` (the condition's keyframe channels), or
+        None for ``base="none"``."""
+        return None if self.cfg.base == "none" else cond[:, :3]
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
-        """EDM preconditioned denoiser ``D(x; sigma)``: x ``[B, 3, T, H, W]``, sigma ``[B]``."""
+        """EDM preconditioned denoiser ``D(x; sigma)``: x ``[B, 3, T, H, W]``, sigma ``[B]``; with a base
+        ``b``, the preconditioning acts on the residual ``x - b`` and ``b`` is added back."""
         sd = self.cfg.sigma_data
         s = sigma.float().view(-1, 1, 1, 1, 1)
         c_skip = sd**2 / (s**2 + sd**2)
         c_out = s * sd / (s**2 + sd**2).sqrt()
         c_in = 1 / (s**2 + sd**2).sqrt()
-        out = self.unet((c_in * x).to(x.dtype), (sigma.float().log() / 4), cond)
-        return c_skip * x + c_out * out.float()
+        base = self.base(cond)
+        r = x if base is None else x - base.to(x.dtype)
+        out = self.unet((c_in * r).to(x.dtype), (sigma.float().log() / 4), cond)
+        d = c_skip * r.float() + c_out * out.float()
+        return d if base is None else base.float() + d
 
     def schedule(self, steps: int | None = None, device: torch.device | None = None) -> torch.Tensor:
         """EDM sigmas ``sigma_max -> sigma_min`` (``rho`` spacing) followed by 0: ``[steps + 1]``."""
@@ -271,9 +312,7 @@ class Detokenizer(nn.Module):
         s = torch.full((len(x),), sigma, device=x.device)
         d = self.denoise(x, s, cond)
         if guidance != 1.0:  # classifier-free guidance against the motion-free condition
-            free = cond.clone()
-            free[:, 3:5] = 0
-            d_free = self.denoise(x, s, free)
+            d_free = self.denoise(x, s, drop_motion(cond))
             d = d_free + guidance * (d - d_free)
         return d
 
@@ -298,16 +337,25 @@ class Detokenizer(nn.Module):
         steps: int | None = None,
         guidance: float = 1.0,
         generator: torch.Generator | None = None,
+        temperature: float = 1.0,
     ) -> torch.Tensor:
         """Generate uint8 frames ``[B, T, S, S, 3]`` with EDM's deterministic Heun sampler.
 
-        noise: the starting point at ``sigma_max`` (e.g. from :meth:`invert`); default Gaussian.
+        noise: the starting point at ``sigma_max`` (e.g. from :meth:`invert`); default the base (zero for
+        ``base="none"``) plus Gaussian noise of std ``temperature * sigma_max``. A temperature below 1
+        trades diversity for fidelity; at 0 the ODE starts from the base itself, a deterministic decode
+        that the untrained residual model leaves at the base.
         """
         cond = self.condition(keyframe, motion)
         sig = self.schedule(steps, cond.device)
         b, _, t, s, _ = cond.shape
         if noise is None:
-            noise = torch.randn((b, 3, t, s, s), generator=generator, device=cond.device) * sig[0]
+            noise = (
+                torch.randn((b, 3, t, s, s), generator=generator, device=cond.device) * sig[0] * temperature
+            )
+            base = self.base(cond)
+            if base is not None:
+                noise = noise + base
         return to_uint8(self._heun(noise.float(), sig, cond, guidance))
 
     @torch.no_grad()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig, to_unit
+from vidfm.lavit.detokenizer import Detokenizer, DetokenizerConfig, drop_motion, to_unit
 from vidfm.layers.frozen import FrozenModule
 
 
@@ -61,7 +61,7 @@ class DetokenizerTask(nn.Module):
         cond = self.detokenizer.condition(frames[:, 0], motion)
         # Classifier-free guidance: sometimes no motion, so the sampler can extrapolate away from it.
         drop = torch.rand(b, generator=generator, device=dev) < cfg.cond_drop
-        cond[:, 3:5] = cond[:, 3:5] * (~drop).view(-1, 1, 1, 1, 1)
+        cond = drop_motion(cond, drop)
         sigma = (cfg.p_mean + cfg.p_std * torch.randn(b, generator=generator, device=dev)).exp()
         noise = torch.randn(clean.shape, generator=generator, device=dev) * sigma.view(-1, 1, 1, 1, 1)
         denoised = self.detokenizer.denoise(clean + noise, sigma, cond)

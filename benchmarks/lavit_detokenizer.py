@@ -21,7 +21,7 @@ warped / detokenizer, every other frame) of two test clips is saved.
 
     python benchmarks/lavit_detokenizer.py --out runs/lavit_detokenizer        # ~1.5 h on 2 busy CPU cores
     python benchmarks/lavit_detokenizer.py --out runs/ld --real-motion --detok-steps 300 --clips 32 \
-        --temperatures 0 1                                                     # ~15 min: no tokenizers
+        --temperatures 0 1                                                     # ~25 min: no tokenizers
 """
 
 from __future__ import annotations

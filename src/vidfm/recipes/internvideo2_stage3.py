@@ -168,7 +168,8 @@ def config(variant: str = "") -> InternVideo2Stage3Recipe:
 def tiny() -> InternVideo2Stage3Recipe:
     """A 2-block GPT-2 of width 128 over a word vocabulary, 8 soft tokens from the encoder of an
     ``internvideo2:tiny`` run (or any 64² run: ``--set encoder_run=RUN``), 8 frames one per segment at 64²;
-    questions "which digit is shown?" and "how does the digit move?"; batch 32, lr 1e-3, 200 steps."""
+    questions "which digit is shown?" and "how does the digit move?"; batch 32, lr 1e-3, 100 steps (4 epochs
+    of 800 training clips, one question each)."""
     return InternVideo2Stage3Recipe(
         data=DataConfig(sampling="segment", num_frames=8, short_side=64),
         lm=LMConfig(width=128, depth=2, heads=4, max_len=64, dropout=0.1),
@@ -177,10 +178,10 @@ def tiny() -> InternVideo2Stage3Recipe:
         max_text=16,
         train=TrainConfig(
             batch_size=32,
-            steps=300,
+            steps=100,
             lr=1e-3,
             min_lr=1e-4,
-            warmup_steps=20,
+            warmup_steps=10,
             weight_decay=0.1,
             betas=(0.9, 0.95),
             clip_grad=1.0,

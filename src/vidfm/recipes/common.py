@@ -73,3 +73,30 @@ def gpu_train(epochs: int, batch: int = 256, every: int = 200, **fields: Any) ->
         workers=8,
     )
     return TrainConfig(**(base | fields))
+
+
+def lm_train(steps: int, batch_size: int, **fields: Any) -> TrainConfig:
+    """The language models' full-scale schedule (InternVideo2 stage 3, Video-LaVIT's LM): GPT-style AdamW
+    (betas (0.9, 0.95), weight decay 0.1), lr 2e-4 to 2e-5 after 500 warm-up steps, gradients clipped at 1;
+    ``fields`` override any of these."""
+    base: dict[str, Any] = dict(
+        batch_size=batch_size,
+        steps=steps,
+        lr=2e-4,
+        min_lr=2e-5,
+        warmup_steps=500,
+        weight_decay=0.1,
+        betas=(0.9, 0.95),
+        clip_grad=1.0,
+    )
+    return TrainConfig(**(base | fields))
+
+
+def cpu_lm_train(steps: int, warmup_steps: int, **fields: Any) -> TrainConfig:
+    """The language models' ``:tiny`` schedule: :func:`lm_train` at nanoGPT's small-model rate (lr 1e-3 to
+    1e-4) on 32 sequences a step, no checkpoint before the last, a log line every 20 steps, one decoding
+    worker; ``fields`` override any of these."""
+    tiny: dict[str, Any] = dict(
+        batch_size=32, lr=1e-3, min_lr=1e-4, warmup_steps=warmup_steps, ckpt_every=0, log_every=20, workers=1
+    )
+    return lm_train(steps, **(tiny | fields))

@@ -34,7 +34,7 @@ from vidfm.data.qa import DIGITS_QUESTIONS
 from vidfm.errors import ConfigError
 from vidfm.models.lm import HFTokenizer, LMConfig, TextTokenizer, WordTokenizer
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_lm_train, lm_train, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -63,12 +63,7 @@ class InternVideo2Stage3Recipe(Recipe):
     num_queries: int = 32
     projector_heads: int = 8
     max_text: int = 32
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=32, lr=2e-4, min_lr=2e-5, weight_decay=0.1, betas=(0.9, 0.95), steps=10_000,
-            warmup_steps=500, clip_grad=1.0,
-        )
-    )  # fmt: skip
+    train: TrainConfig = field(default_factory=lambda: lm_train(10_000, batch_size=32))
 
     def text_tokenizer(self) -> TextTokenizer:
         return HFTokenizer(self.text_path) if self.text_path else WordTokenizer(self.words)
@@ -176,19 +171,7 @@ def tiny() -> InternVideo2Stage3Recipe:
         num_queries=8,
         projector_heads=4,
         max_text=16,
-        train=TrainConfig(
-            batch_size=32,
-            steps=100,
-            lr=1e-3,
-            min_lr=1e-4,
-            warmup_steps=10,
-            weight_decay=0.1,
-            betas=(0.9, 0.95),
-            clip_grad=1.0,
-            ckpt_every=0,
-            log_every=20,
-            workers=1,
-        ),  # fmt: skip
+        train=cpu_lm_train(100, warmup_steps=10),
     )
 
 

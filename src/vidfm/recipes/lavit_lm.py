@@ -40,7 +40,7 @@ from torch.utils.data import Dataset
 from vidfm.lavit.language import VideoLaVIT, joint_vocab
 from vidfm.models.lm import CausalLM, HFTokenizer, LMConfig, TextTokenizer, WordTokenizer
 from vidfm.recipes.base import Recipe
-from vidfm.recipes.common import pick_variant
+from vidfm.recipes.common import cpu_lm_train, lm_train, pick_variant
 from vidfm.teachers.targets import LIVE, TargetSource
 from vidfm.train.config import TrainConfig
 
@@ -68,12 +68,7 @@ class LavitLMRecipe(Recipe):
 
     recipe: str = "lavit_lm"
     data: LavitLMData = field(default_factory=LavitLMData)
-    train: TrainConfig = field(
-        default_factory=lambda: TrainConfig(
-            batch_size=64, lr=2e-4, min_lr=2e-5, weight_decay=0.1, betas=(0.9, 0.95), steps=20_000,
-            warmup_steps=500, clip_grad=1.0,
-        )
-    )  # fmt: skip
+    train: TrainConfig = field(default_factory=lambda: lm_train(20_000, batch_size=64))
     lm: LMConfig = field(default_factory=lambda: LMConfig(width=768, depth=12, heads=12, max_len=1024))
     motion_run: str = ""
     keyframe_run: str = ""
@@ -190,19 +185,7 @@ def tiny() -> LavitLMRecipe:
     """A 4-block GPT-2 of width 128 (0.8M parameters plus the vocabulary rows), 128 positions, batch 32,
     lr 1e-3 (nanoGPT's small-model rate), 600 steps: a few CPU minutes on digits-motion."""
     return LavitLMRecipe(
-        train=TrainConfig(
-            batch_size=32,
-            steps=600,
-            lr=1e-3,
-            min_lr=1e-4,
-            warmup_steps=30,
-            weight_decay=0.1,
-            betas=(0.9, 0.95),
-            clip_grad=1.0,
-            ckpt_every=0,
-            log_every=20,
-            workers=0,
-        ),  # fmt: skip
+        train=cpu_lm_train(600, warmup_steps=30, workers=0),
         lm=LMConfig(width=128, depth=4, heads=4, max_len=128, dropout=0.1),
         data=LavitLMData(max_text=24),
     )

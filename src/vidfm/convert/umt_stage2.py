@@ -35,8 +35,9 @@ BERT's unused ``pooler`` are left out, and said so. Going back, a vidfm run with
 official UMT always normalises the pooled video feature, and no LayerNorm is the identity.
 
 Using a converted checkpoint to train in vidfm needs a recipe of the same shape: ``pool_norm=true``,
-``text.pooling=cls``, ``text.path`` a BERT folder with the official vocabulary whose config has ``f``
-layers, and ``fusion`` of the official depth and heads.
+``text.pooling=cls``, ``text.path`` a BERT folder with the official vocabulary cut to ``text.layers=f``, and
+``fusion`` of the official depth and heads. A vidfm-trained run reaches this layout through
+:func:`vidfm.runs.run_checkpoint`.
 """
 
 from __future__ import annotations
@@ -238,7 +239,9 @@ def to_official_umt_stage2(conv: Converted) -> StateDict:
     out |= {f"{VISION}pool_norm.{p}": sd[f"contrastive.video_norm.{p}"] for p in ("weight", "bias")}
     for theirs, ours in _TOP.items():
         if f"{ours}.weight" not in sd:  # vtm_head: a vidfm run with weights.vtm=0 builds none
-            raise ValueError(f"this umt_stage2 model has no {ours}; official UMT always has {theirs}")
+            raise ValueError(
+                f"this umt_stage2 model has no {ours} (trained with weights.vtm=0); official UMT always has {theirs}"
+            )
         out |= {f"{theirs}.{p}": sd[f"{ours}.{p}"] for p in ("weight", "bias")}
     out["temp"] = sd["contrastive.temp"]
     f = conv.text.num_hidden_layers

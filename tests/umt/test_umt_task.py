@@ -269,3 +269,35 @@ def test_stage2_checkpoint_keys_of_earlier_runs() -> None:
         "mlm_head",
         "vtm_head",
     ]
+
+
+class PooledTeacher(PlantedTeacher):
+    """:class:`PlantedTeacher` with a ``pooled`` output (mean of its tokens, width 8)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embed_dim = 8
+
+    def encode(self, video: torch.Tensor) -> TeacherOutput:
+        out = super().encode(video)
+        out.pooled = out.tokens.mean(1) + torch.arange(video.shape[0])[:, None].float()
+        return out
+
+
+def test_global_term_reaches_its_head_and_weight_zero_is_uta_alone() -> None:
+    batch, mask = clips(3), MaskConfig("frame", 0.75)
+    torch.manual_seed(0)
+    plain = UMTTask(STUDENT, mask, AUGMENT, LiveTargets(PooledTeacher()), align_layers=2)
+    torch.manual_seed(0)
+    task = UMTTask(STUDENT, mask, AUGMENT, LiveTargets(PooledTeacher()), align_layers=2, global_weight=0.5)
+    assert not hasattr(plain, "global_head") and set(plain(batch, make_generator(0))) == {"loss"}
+    task.load_state_dict(plain.state_dict(), strict=False)  # the same student and alignment heads
+    out = task(batch, make_generator(0))
+    torch.testing.assert_close(out["loss_token"], plain(batch, make_generator(0))["loss"])
+    torch.testing.assert_close(out["loss"], out["loss_token"] + 0.5 * out["loss_global"])
+    assert out["loss_global"] > 0
+    out["loss"].backward()
+    assert task.global_head.fc.weight.grad is not None and task.global_head.fc.weight.grad.abs().sum() > 0
+    assert task.encoder.patch_embed.proj.weight.grad is not None
+    with pytest.raises(ValueError, match="pooled output"):
+        UMTTask(STUDENT, mask, AUGMENT, LiveTargets(PlantedTeacher()), align_layers=2, global_weight=1.0)

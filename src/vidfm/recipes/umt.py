@@ -96,6 +96,8 @@ class UMTRecipe(Recipe):
     """Everything one UMT stage-1 run needs; written to ``RUN/config.yaml``.
 
     align_layers: K, the last K student blocks aligned with the teacher's last K (6 in UMT).
+    global_weight: weight of a global term (not in UMT, 0 = off): the student's mean-pooled visible tokens aligned
+        with the teacher's ``pooled`` output (:class:`vidfm.tasks.umt.UMTTask`).
     train.blr: base lr; effective lr = blr × global batch / 256.
     """
 
@@ -108,6 +110,7 @@ class UMTRecipe(Recipe):
     )
     teacher: UMTTeacherConfig = field(default_factory=UMTTeacherConfig)
     align_layers: int = 6
+    global_weight: float = 0.0
     train: TrainConfig = field(
         # 200 epochs of K710's ~0.65M clips at batch 2048; 40 warm-up epochs
         default_factory=lambda: mae_pretrain(63_500, 12_700, batch_size=64, blr=1.5e-4, min_lr=1e-6)
@@ -124,6 +127,7 @@ class UMTRecipe(Recipe):
             teacher=teacher,
             align_layers=self.align_layers,
             resize=self.teacher.resize,
+            global_weight=self.global_weight,
         )
 
 
@@ -161,7 +165,8 @@ def effnet() -> UMTRecipe:
     1.5e-4 × 16/256 moves nothing in 300 steps, as in ``mvd:tiny``); 100 steps of 16 clips. Measured on
     digits-motion (README "Measured", 2 seeds): the alignment loss falls from 1.16 to 0.65 but the student's
     mean-pooled features do NOT beat its encoder at random init yet (``digit`` 0.325 against 0.347, ``motion``
-    0.660 against 0.755), although the teacher's own pooled map reads ``digit`` 0.578. Train from cached
+    0.660 against 0.755), although the teacher's own pooled map reads ``digit`` 0.578; aligning that pooled map
+    too (``--set global_weight=1``, not UMT) reads ``digit`` 0.260 (docs/distil.md). Train from cached
     targets (the teacher runs once per view)::
 
         vidfm data cache-targets --recipe umt:effnet --set data.manifest=M --views 1 --out runs/effnet-cache

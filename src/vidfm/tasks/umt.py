@@ -16,6 +16,15 @@ and ``models/modeling_pretrain_umt.py``:
 Steps 1-3 are :func:`unmasked_alignment`, a function of the student encoder, its heads
 (:func:`alignment_heads`) and the teacher's targets; stage 1 (:class:`UMTTask`) is that alone, stage 2
 (:mod:`vidfm.tasks.umt_stage2`) composes it with its video-language losses.
+
+Departure from UMT, off by default (``global_weight=0``): a global term, the student's visible tokens
+mean-pooled (the pooling of vidfm's linear probe) through a Linear -> LayerNorm head and aligned (2 − 2cos)
+with the teacher's ``pooled`` output of the whole clip, each of its channels standardised over the batch,
+akin to VideoPrism stage 2's global distillation (:mod:`vidfm.tasks.videoprism`; there a MAP pooler, here the
+probe's mean). Token alignment alone need not give what a linear probe on mean-pooled tokens reads; this
+term aims at it directly. The standardisation is needed: a CNN's pooled map is dominated by one direction
+common to all clips (EfficientNet-Lite0's stride-8 means on digits-motion: mean pairwise cosine 0.91, 0.00
+once standardised), so the raw cosine is nearly met by a constant.
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from vidfm.layers.pos_embed import sincos_1d
 from vidfm.masking import Mask, MaskConfig, make_mask
 from vidfm.models.encoder import EncoderConfig, EncoderOutput, VideoEncoder, gather_tokens
 from vidfm.models.heads import AlignHead
-from vidfm.objectives.distill import normalized_l2
+from vidfm.objectives.distill import FeatureLoss, feature_loss, normalized_l2
 from vidfm.teachers.align import align_tokens
 from vidfm.teachers.base import TeacherOutput
 from vidfm.teachers.targets import TargetProvider
@@ -97,6 +106,7 @@ def unmasked_alignment(
     batch: dict,
     generator: torch.Generator,
     resize: bool = False,
+    target: TeacherOutput | None = None,
 ) -> tuple[torch.Tensor, EncoderOutput, Mask]:
     """UMT's masked forward with unmasked token alignment (UTA): (loss, student output on its visible
     tokens, the mask).
@@ -109,12 +119,14 @@ def unmasked_alignment(
         video: the student's normalised input [B,C,T,H,W]; clip: the same crop in [0, 1], for the teacher.
         batch: the step's batch (cached targets are read from it). generator: the step's generator.
         resize: allow a teacher patch grid other than the student's (bilinear resize of its token maps).
+        target: the teacher's output for this step when the caller already has it (None = ask ``teacher``).
     """
     b, grid = clip.shape[0], encoder.grid
     if teacher is None or heads is None:
         mask = make_mask(mask_cfg, b, grid, generator, clip.device)
         return clip.new_zeros(()), encoder(video, visible=mask.visible), mask
-    target = teacher(clip, batch)  # no grad, eval mode
+    if target is None:
+        target = teacher(clip, batch)  # no grad, eval mode
     importance = attention_importance(target, grid, resize)
     mask = make_mask(mask_cfg, b, grid, generator, clip.device, importance=importance)
     layers = student_layers(encoder, heads)
@@ -127,6 +139,14 @@ def unmasked_alignment(
         goal = gather_tokens(align_tokens(target.hidden[t], target.grid, grid, resize=resize), mask.visible)
         losses.append(normalized_l2(pred, goal))
     return torch.stack(losses).mean(), out, mask
+
+
+def standardize_batch(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """[B,E] -> each channel centred and scaled to unit variance over the batch (B >= 2), in float32."""
+    if x.shape[0] < 2:
+        raise ValueError("the global term standardises the pooled targets over the batch: batch >= 2")
+    x = x.float()
+    return (x - x.mean(0)) / (x.std(0) + eps)
 
 
 class UMTTask(nn.Module):
@@ -142,6 +162,12 @@ class UMTTask(nn.Module):
             ``mask`` keeps, all of them for ratio 0).
         align_layers: K, the number of last student blocks aligned with the teacher's returned layers.
         resize: allow a teacher patch grid other than the student's (bilinear resize of its token maps).
+        global_weight: weight of the global term (not in UMT; see the module docstring); 0 builds no head and
+            the loss is UMT's exactly. Needs a teacher with ``pooled`` (``spec.embed_dim``).
+        global_loss: its distance (:func:`vidfm.objectives.distill.feature_loss`; 2 − 2cos by default).
+
+    Returns from ``forward``: ``loss`` = alignment + ``global_weight`` × global, and with a global term
+    ``loss_token``/``loss_global`` (detached).
     """
 
     def __init__(
@@ -152,6 +178,8 @@ class UMTTask(nn.Module):
         teacher: TargetProvider | None,
         align_layers: int = 6,
         resize: bool = False,
+        global_weight: float = 0.0,
+        global_loss: FeatureLoss = "normalized_l2",
     ) -> None:
         super().__init__()
         self.encoder = VideoEncoder(encoder)
@@ -160,6 +188,13 @@ class UMTTask(nn.Module):
         self.teacher = teacher  # Frozen: never optimised, never saved
         # ``align_heads.{j}.*``: the keys official UMT checkpoints convert to (vidfm.convert.umt).
         self.align_heads = alignment_heads(self.encoder, teacher, align_layers, mask)
+        if global_weight < 0:
+            raise ValueError(f"global_weight must be >= 0, got {global_weight}")
+        self.global_weight, self.global_loss = float(global_weight), global_loss
+        if self.global_weight > 0:
+            if teacher is None or teacher.spec.embed_dim is None:
+                raise ValueError("global_weight > 0 needs a teacher with a pooled output (spec.embed_dim)")
+            self.global_head = AlignHead(self.encoder.width, teacher.spec.embed_dim)
 
     def no_weight_decay(self) -> set[str]:
         return {f"encoder.{n}" for n in self.encoder.no_weight_decay()}
@@ -167,7 +202,10 @@ class UMTTask(nn.Module):
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         clip = self.augment(batch["video"], generator, view=batch.get("view"))  # [B,C,T,H,W] in [0, 1]
         video = self.augment.normalize(clip)
-        loss, _, _ = unmasked_alignment(
+        target = None
+        if self.global_weight > 0:
+            target = self.teacher(clip, batch)  # no grad, eval mode; shared with the alignment
+        loss, out, _ = unmasked_alignment(
             self.encoder,
             self.mask_cfg,
             self.teacher,
@@ -177,5 +215,11 @@ class UMTTask(nn.Module):
             batch,
             generator,
             self.resize,
+            target,
         )
-        return {"loss": loss}
+        if self.global_weight == 0:
+            return {"loss": loss}
+        pred = self.global_head(out.tokens.mean(1))  # [B,E]: mean over the visible tokens
+        glob = feature_loss(pred, standardize_batch(target.pooled).to(pred.dtype), self.global_loss)
+        total = loss + self.global_weight * glob
+        return {"loss": total, "loss_token": loss.detach(), "loss_global": glob.detach()}

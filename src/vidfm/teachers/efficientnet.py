@@ -78,6 +78,7 @@ class EfficientNetTeacher(Teacher):
         self.per_frame = True  # an image teacher: MVD's alignment feeds it frames[::tubelet]
         self.last_block, self.dim = STAGES[stride]
         self.layers = (self.last_block,)  # the one "layer" it returns, under TeacherOutput.hidden
+        self.embed_dim = self.dim  # ``pooled``: the map's mean, the width of its tokens
         # Keep only what the stage needs: the stem and the blocks up to ``last_block`` (no head, no classifier).
         self.stem = nn.Sequential(net._conv_stem, net._bn0, net._swish)
         self.blocks = nn.ModuleList(net._blocks[: self.last_block + 1])

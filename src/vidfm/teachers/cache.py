@@ -37,7 +37,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, default_collate
 
 from vidfm.data.transforms import AugmentConfig, multiscale_boxes
-from vidfm.errors import UserError
+from vidfm.errors import ConfigError, UserError
 from vidfm.io import atomic_write_text, save_tensors
 from vidfm.teachers.base import Teacher, TeacherOutput, TeacherSpec
 from vidfm.teachers.targets import TargetProvider, TargetSource
@@ -257,9 +257,16 @@ class TeacherCache:
         matches."""
         fp = dataset_fingerprint(dataset)
         if fp != self.index["dataset"]:
-            raise ValueError(
-                f"teacher cache {self.root} was built for another dataset: cache {self.index['dataset']}, "
-                f"this one {fp}"
+            cached = self.index["dataset"]
+            differ = ", ".join(
+                f"{k}: cache {cached.get(k)!r}, this run {fp.get(k)!r}"
+                for k in sorted(set(cached) | set(fp))
+                if cached.get(k) != fp.get(k)
+            )
+            # A user mistake (e.g. another train.seed than the cache's): one line, no traceback.
+            raise ConfigError(
+                f"teacher cache {self.root} was built for another dataset ({differ}); rebuild it with "
+                "vidfm data cache-targets and the run's settings"
             )
         return _CachedViews(dataset, self, seed), _ViewCollate(collate)
 

@@ -111,6 +111,12 @@ def test_steps_below_warmup_names_the_setting(capsys, tmp_path, manifest):
     assert main([*argv, "--set=train.warmup_steps=0"]) == 0  # what the message says works
 
 
+def test_umt_without_a_teacher_path(capsys, tmp_path, manifest):
+    line = one_line_error(capsys, ["pretrain", "--recipe", "umt:tiny", f"--set=data.manifest={manifest}",
+                                   "--out", str(tmp_path)])  # fmt: skip
+    assert "teacher.path is not set" in line and "--set teacher.path=PATH" in line
+
+
 def test_dataset_smaller_than_the_batch(capsys, tmp_path, manifest):
     line = one_line_error(capsys, ["pretrain", "--recipe", "videomae:tiny", *SMALL, f"--set=data.manifest={manifest}",
                                    "--set=train.steps=1", "--set=train.warmup_steps=0", "--out", str(tmp_path)])  # fmt: skip

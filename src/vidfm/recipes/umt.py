@@ -31,6 +31,7 @@ from torch import nn
 
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
+from vidfm.errors import ConfigError
 from vidfm.masking import MaskConfig
 from vidfm.models.encoder import EncoderConfig
 from vidfm.recipes.base import Recipe
@@ -62,14 +63,14 @@ class UMTTeacherConfig:
             from vidfm.teachers.efficientnet import efficientnet_teacher
 
             if layers != 1:
-                raise ValueError(
+                raise ConfigError(
                     f"the EfficientNet teacher returns one feature map: align_layers=1, not {layers}"
                 )
             return efficientnet_teacher(self.size or 128, self.stride)
         if self.kind != "clip":
-            raise ValueError(f"unknown teacher kind {self.kind!r}; use 'clip' or 'efficientnet_lite0'")
+            raise ConfigError(f"unknown teacher kind {self.kind!r}; use 'clip' or 'efficientnet_lite0'")
         if not self.path:
-            raise ValueError(
+            raise ConfigError(
                 "teacher.path is not set: give OpenAI CLIP weights, an HF CLIP folder or a clip_image run "
                 "(--set teacher.path=PATH)"
             )

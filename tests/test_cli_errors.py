@@ -169,10 +169,11 @@ def test_debug_shows_the_traceback_and_bugs_keep_theirs(capsys, tmp_path, monkey
 
     import vidfm.commands.data as data
 
-    def bug(args):
+    def bug(*args, **kwargs):
         raise RuntimeError("an internal error")
 
-    monkeypatch.setattr(data, "run_inspect", bug)
+    (tmp_path / "clip.mp4").write_bytes(b"")
+    monkeypatch.setattr(data, "_inspect_one", bug)  # called by the handler of `vidfm data inspect`
     with pytest.raises(RuntimeError, match="an internal error"):  # not turned into a one-liner
         main(["data", "inspect", str(tmp_path)])
 

@@ -1,4 +1,5 @@
-"""The ``vidfm`` command line. Subcommands live in :mod:`vidfm.commands`, one module each.
+"""The ``vidfm`` command line. Subcommands live in :mod:`vidfm.commands`: each module declares its commands
+as data (``COMMANDS``, :class:`vidfm.commands.Command`), built here in one loop.
 
 One error path: a :class:`vidfm.errors.UserError` (a wrong name, value, path or file) is printed as one
 line ``vidfm COMMAND: error: ...`` and the exit code is 2, as for argparse's own usage errors; any other
@@ -13,6 +14,7 @@ import importlib
 import sys
 
 from vidfm import __version__
+from vidfm.commands import add_commands
 
 # Order is the order of ``vidfm --help``.
 COMMAND_MODULES = [
@@ -42,8 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="tracebacks for every error and debug logging (anywhere on the line)",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    add_commands(sub, [c for name in COMMAND_MODULES for c in importlib.import_module(name).COMMANDS])
     return parser
 
 

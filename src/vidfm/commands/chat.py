@@ -9,23 +9,23 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands import Command
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "chat",
-        help="answer a question about a video with an InternVideo2 stage-3 run (video encoder + LM)",
-        description="Decode VIDEO as the run's data config reads clips (frames, short side, centre crop), "
-        "encode it with the run's frozen encoder, and generate the LM's greedy answer to QUESTION.",
-    )
+
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="video file")
     p.add_argument("question", help='the instruction, e.g. "which digit is shown?"')
     p.add_argument("--checkpoint", required=True, help="run folder of an internvideo2_stage3 run")
     p.add_argument("--max-tokens", type=int, default=16, help="at most this many answer tokens")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """answer a question about a video with an InternVideo2 stage-3 run (video encoder + LM)
+
+    Decode VIDEO as the run's data config reads clips (frames, short side, centre crop), encode it with the
+    run's frozen encoder, and generate the LM's greedy answer to QUESTION.
+    """
     from pathlib import Path
 
     from vidfm.data.datasets import VideoDataset, VideoRecord
@@ -50,3 +50,6 @@ def run(args: argparse.Namespace) -> int:
         video = clips[0]["video"][None]  # [1,T,H,W,C]; a file that does not decode raises a one-line error
     print(task.answer(video, args.question, max_new=args.max_tokens)[0])
     return 0
+
+
+COMMANDS = (Command("chat", run, options),)

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands import Command
+
 FORMAT_HELP = (
     "auto (default): detect (HF folder, vidfm folder/run, else an official file whose layout is detected); "
     "hf; vidfm; official: detect the official layout; or name one: "
@@ -29,18 +31,7 @@ FORMAT_HELP = (
 )
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "convert",
-        help="convert checkpoints between HF transformers, the official layouts and vidfm",
-        description="Convert a checkpoint: HF VideoMAE/VideoPrism/ViT/ViTMAE/CLIP folders; official VideoMAE, "
-        "VideoMAE V2, MVD student, MAE image teacher, UMT stage-1 student and stage-2 model, InternVideo2 stage-1/2 "
-        "vision and "
-        "OpenAI/UMT CLIP files (wrapped in model/module/state_dict/model_ema or not). vidfm output: "
-        "OUT/model.safetensors + OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF "
-        "output: save_pretrained; official output: OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT "
-        "models.",
-    )
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("src", help="HF folder, official checkpoint file, vidfm run/folder/safetensors file")
     p.add_argument("out", help="output folder")
     # Not argparse choices: the layout names live in vidfm.convert.OFFICIAL_LAYOUTS, which the CLI does not import
@@ -60,10 +51,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--num-frames", type=int, default=None, help="frames of the training clip (16; UMT, InternVideo2 8)"
     )
     g.add_argument("--img-size", type=int, default=224, help="image size of the training clip")
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """convert checkpoints between HF transformers, the official layouts and vidfm
+
+    Convert a checkpoint: HF VideoMAE/VideoPrism/ViT/ViTMAE/CLIP folders; official VideoMAE, VideoMAE V2, MVD
+    student, MAE image teacher, UMT stage-1 student and stage-2 model, InternVideo2 stage-1/2 vision and
+    OpenAI/UMT CLIP files (wrapped in model/module/state_dict/model_ema or not). vidfm output:
+    OUT/model.safetensors + OUT/config.yaml (+ OUT/extras.safetensors for a fine-tuned classifier); HF output:
+    save_pretrained; official output: OUT/checkpoint.pth ({'model': state dict}) for MVD and UMT models.
+    """
     from pathlib import Path
 
     import torch
@@ -132,3 +130,6 @@ def run(args: argparse.Namespace) -> int:
     kind = parts.get(conv.layout, "with decoder" if conv.decoder is not None else "encoder only")
     print(f"wrote {args.out} ({args.dst_format}; {conv.layout} layout, {kind})")
     return 0
+
+
+COMMANDS = (Command("convert", run, options),)

@@ -6,119 +6,78 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vidfm.commands import Command
 from vidfm.commands.options import add_recipe
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "data",
-        help="generate digits-motion, inspect videos, write shards",
-        description="Data tools: `digits` generates the embedded digits-motion dataset; `inspect` checks "
-        "that videos decode and reports their codec, size, frame rate, frames and keyframes; `shard` "
-        "writes streaming tar shards of re-encoded, resized clips.",
-    )
-    cmds = p.add_subparsers(dest="data_command", metavar="SUBCOMMAND")
-    p.set_defaults(handler=lambda args: (p.print_help(), 0)[1])
-
-    d = cmds.add_parser(
-        "digits",
-        help="generate the digits-motion dataset (clips + manifest.csv)",
-        description="Render moving handwritten digits (8 motions: left, right, up, down, rotate_cw, "
-        "rotate_ccw, zoom_in, zoom_out) over a textured background, encode them as H.264 mp4 and write "
-        "OUT_DIR/manifest.csv (path,digit,motion,caption,split,source). Same arguments, same bytes.",
-    )
-    d.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
-    d.add_argument("--n", type=int, default=3000, help="number of clips (default 3000)")
-    d.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    d.add_argument("--size", type=int, default=64, help="frame side in pixels, even (default 64)")
-    d.add_argument(
+def digits_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("out_dir", metavar="OUT_DIR", help="output folder (created)")
+    p.add_argument("--n", type=int, default=3000, help="number of clips (default 3000)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--size", type=int, default=64, help="frame side in pixels, even (default 64)")
+    p.add_argument(
         "--contrast",
         type=float,
         default=0.5,
         help="background texture, 0 = plain .. 1 = strong (default 0.5)",
     )
-    d.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    d.add_argument("--workers", type=int, default=0, help="encoder processes, 0 = this process (default 0)")
-    d.add_argument(
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--workers", type=int, default=0, help="encoder processes, 0 = this process (default 0)")
+    p.add_argument(
         "--audio",
         action="store_true",
         help="add a tone track (labels 'sound', from the audio alone, and 'motion_sound', from both)",
     )
-    d.set_defaults(handler=run_digits)
 
-    i = cmds.add_parser(
-        "inspect",
-        help="check that videos decode; table of codec, size, fps, frames, keyframes, status",
-        description="PATH is a video file, a folder (searched recursively for video files) or a CSV "
-        "manifest with a `path` column. Every file is opened, demuxed and (unless --no-decode) fully "
-        "decoded. Status: ok; warning (all frames decode but the decoder complained or timestamps are "
-        "unusable); partial (fewer frames than declared or stored); error (cannot be opened or decoded). "
-        "Exit code 0 even when files fail; the last line says how many did.",
-    )
-    i.add_argument("path", metavar="PATH", help="video file, folder or CSV manifest")
-    i.add_argument(
+
+def inspect_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("path", metavar="PATH", help="video file, folder or CSV manifest")
+    p.add_argument(
         "--no-decode", action="store_true", help="only open and demux (fast; misses damaged frames)"
     )
-    i.set_defaults(handler=run_inspect)
 
-    s = cmds.add_parser(
-        "shard",
-        help="write webdataset-style tar shards of resized, re-encoded clips",
-        description="Decode every clip of MANIFEST (a CSV manifest or a class-per-folder root), resize its "
-        "short side, re-encode it as H.264 and pack it with its labels and caption into OUT/shard-*.tar "
-        "files of at most --size bytes, plus OUT/index.json. Clips are shuffled before packing. Videos "
-        "that cannot be decoded are reported and skipped. Train from OUT with vidfm.data.shards.ShardDataset.",
-    )
-    s.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
-    s.add_argument("out", metavar="OUT", help="output folder (created)")
-    s.add_argument("--size", default="1GB", help="shard size limit, e.g. 1GB, 256MB (default 1GB)")
-    s.add_argument("--short-side", type=int, default=256, help="stored short side in pixels (default 256)")
-    s.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
-    s.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
-    s.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
-    s.add_argument("--no-shuffle", action="store_true", help="keep the manifest order")
-    s.add_argument("--workers", type=int, default=0, help="encoding processes, 0 = this one (default 0)")
-    s.set_defaults(handler=run_shard)
 
-    c = cmds.add_parser(
-        "cache-targets",
-        help="precompute a distillation recipe's teacher outputs for K augmented views per clip",
-        description="Build the recipe's dataset and task (as `vidfm pretrain` does), run its teachers on "
-        "K fixed augmented views (frames and crop) of every clip and store their outputs in fp16/bf16 "
-        "shards under --out. Train with --set train.teacher_cache=OUT: each epoch then picks one cached "
-        "view per clip and no teacher is loaded or run. Under torchrun the shards are split over the processes.",
-    )
-    add_recipe(c, "mvd:tiny")
-    c.add_argument("--out", required=True, help="cache folder (created; finished shards are kept)")
-    c.add_argument("--views", type=int, default=4, help="augmented views per clip (default 4)")
-    c.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="storage type (default fp16)")
-    c.add_argument("--size", default="1GB", help="shard size, e.g. 1GB (default 1GB)")
-    c.add_argument("--batch", type=int, default=8, help="clips per teacher forward (default 8)")
-    c.add_argument("--workers", type=int, default=4, help="decoding workers (default 4)")
-    c.set_defaults(handler=run_cache_targets)
+def shard_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
+    p.add_argument("out", metavar="OUT", help="output folder (created)")
+    p.add_argument("--size", default="1GB", help="shard size limit, e.g. 1GB, 256MB (default 1GB)")
+    p.add_argument("--short-side", type=int, default=256, help="stored short side in pixels (default 256)")
+    p.add_argument("--crf", type=int, default=23, help="x264 quality, lower is better (default 23)")
+    p.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
+    p.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
+    p.add_argument("--no-shuffle", action="store_true", help="keep the manifest order")
+    p.add_argument("--workers", type=int, default=0, help="encoding processes, 0 = this one (default 0)")
 
-    k = cmds.add_parser(
-        "cache-clips",
-        help="decode every video once into a memory-mappable store of uint8 clips",
-        description="Decode a few fixed clips per video of MANIFEST (evenly spaced; every distinct window "
-        "for short videos), resize the short side to --short-side, centre-crop it square and write them as "
-        "raw uint8 [N,T,S,S,3] (OUT/clips.u8) with labels, captions and splits (OUT/store.json). Train "
-        "from it with --set data.clip_store=OUT (add data.resident=true to keep it on the training device). "
-        "Videos that cannot be decoded are reported and left out.",
-    )
-    k.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
-    k.add_argument("out", metavar="OUT", help="store folder (created; replaced if present)")
-    k.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
-    k.add_argument("--stride", type=int, default=4, help="dense frame step (default 4)")
-    k.add_argument("--sampling", choices=["dense", "segment"], default="dense", help="frame choice")
-    k.add_argument("--short-side", type=int, default=224, help="stored side S (default 224)")
-    k.add_argument("--clips-per-video", type=int, default=4, help="fixed clips per video (default 4)")
-    k.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
-    k.add_argument("--workers", type=int, default=0, help="decoding processes, 0 = this one (default 0)")
-    k.set_defaults(handler=run_cache_clips)
+
+def cache_targets_options(p: argparse.ArgumentParser) -> None:
+    add_recipe(p, "mvd:tiny")
+    p.add_argument("--out", required=True, help="cache folder (created; finished shards are kept)")
+    p.add_argument("--views", type=int, default=4, help="augmented views per clip (default 4)")
+    p.add_argument("--dtype", choices=["fp16", "bf16"], default="fp16", help="storage type (default fp16)")
+    p.add_argument("--size", default="1GB", help="shard size, e.g. 1GB (default 1GB)")
+    p.add_argument("--batch", type=int, default=8, help="clips per teacher forward (default 8)")
+    p.add_argument("--workers", type=int, default=4, help="decoding workers (default 4)")
+
+
+def cache_clips_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("manifest", metavar="MANIFEST", help="CSV manifest or class-per-folder root")
+    p.add_argument("out", metavar="OUT", help="store folder (created; replaced if present)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip (default 16)")
+    p.add_argument("--stride", type=int, default=4, help="dense frame step (default 4)")
+    p.add_argument("--sampling", choices=["dense", "segment"], default="dense", help="frame choice")
+    p.add_argument("--short-side", type=int, default=224, help="stored side S (default 224)")
+    p.add_argument("--clips-per-video", type=int, default=4, help="fixed clips per video (default 4)")
+    p.add_argument("--split", default=None, help="only rows of this split (default: all rows)")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes, 0 = this one (default 0)")
 
 
 def run_digits(args: argparse.Namespace) -> int:
+    """generate the digits-motion dataset (clips + manifest.csv)
+
+    Render moving handwritten digits (8 motions: left, right, up, down, rotate_cw, rotate_ccw, zoom_in,
+    zoom_out) over a textured background, encode them as H.264 mp4 and write OUT_DIR/manifest.csv
+    (path,digit,motion,caption,split,source). Same arguments, same bytes.
+    """
     from vidfm.data.digits import make_digits_motion
 
     manifest = make_digits_motion(
@@ -186,6 +145,14 @@ def _inspect_one(path: Path, decode: bool) -> tuple[list[str], str, str]:
 
 
 def run_inspect(args: argparse.Namespace) -> int:
+    """check that videos decode; table of codec, size, fps, frames, keyframes, status
+
+    PATH is a video file, a folder (searched recursively for video files) or a CSV manifest with a `path`
+    column. Every file is opened, demuxed and (unless --no-decode) fully decoded. Status: ok; warning (all
+    frames decode but the decoder complained or timestamps are unusable); partial (fewer frames than declared
+    or stored); error (cannot be opened or decoded). Exit code 0 even when files fail; the last line says how
+    many did.
+    """
     from vidfm.errors import UserError, one_line
 
     path = Path(args.path)
@@ -219,6 +186,13 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_shard(args: argparse.Namespace) -> int:
+    """write webdataset-style tar shards of resized, re-encoded clips
+
+    Decode every clip of MANIFEST (a CSV manifest or a class-per-folder root), resize its short side,
+    re-encode it as H.264 and pack it with its labels and caption into OUT/shard-*.tar files of at most --size
+    bytes, plus OUT/index.json. Clips are shuffled before packing. Videos that cannot be decoded are reported
+    and skipped. Train from OUT with vidfm.data.shards.ShardDataset.
+    """
     from vidfm.data.datasets import DataError, source_records
     from vidfm.data.shards import parse_size, write_shards
 
@@ -248,6 +222,13 @@ def run_shard(args: argparse.Namespace) -> int:
 
 
 def run_cache_targets(args: argparse.Namespace) -> int:
+    """precompute a distillation recipe's teacher outputs for K augmented views per clip
+
+    Build the recipe's dataset and task (as `vidfm pretrain` does), run its teachers on K fixed augmented
+    views (frames and crop) of every clip and store their outputs in fp16/bf16 shards under --out. Train with
+    --set train.teacher_cache=OUT: each epoch then picks one cached view per clip and no teacher is loaded or
+    run. Under torchrun the shards are split over the processes.
+    """
     import time
 
     from vidfm.config import apply_overrides
@@ -289,6 +270,14 @@ def run_cache_targets(args: argparse.Namespace) -> int:
 
 
 def run_cache_clips(args: argparse.Namespace) -> int:
+    """decode every video once into a memory-mappable store of uint8 clips
+
+    Decode a few fixed clips per video of MANIFEST (evenly spaced; every distinct window for short videos),
+    resize the short side to --short-side, centre-crop it square and write them as raw uint8 [N,T,S,S,3]
+    (OUT/clips.u8) with labels, captions and splits (OUT/store.json). Train from it with --set
+    data.clip_store=OUT (add data.resident=true to keep it on the training device). Videos that cannot be
+    decoded are reported and left out.
+    """
     import time
 
     from vidfm.data.clip_store import write_clip_store
@@ -322,3 +311,24 @@ def _print_failures(failed: list[dict[str, str]], total: int) -> int:
         print(f"skipped {f['path']}: {f['reason']}")
     print(f"{len(failed)} of {total} videos failed")
     return 0
+
+
+COMMANDS = (
+    Command(
+        "data",
+        doc="""generate digits-motion, inspect videos, write shards and caches
+
+        Data tools: `digits` generates the embedded digits-motion dataset; `inspect` checks that videos decode
+        and reports their codec, size, frame rate, frames and keyframes; `shard` writes streaming tar shards of
+        re-encoded, resized clips; `cache-targets` stores a distillation recipe's teacher outputs; `cache-clips`
+        decodes every video once into a memory-mappable clip store.
+        """,
+        subcommands=(
+            Command("digits", run_digits, digits_options),
+            Command("inspect", run_inspect, inspect_options),
+            Command("shard", run_shard, shard_options),
+            Command("cache-targets", run_cache_targets, cache_targets_options),
+            Command("cache-clips", run_cache_clips, cache_clips_options),
+        ),
+    ),
+)

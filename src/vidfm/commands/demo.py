@@ -4,20 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands import Command
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "demo",
-        help="make digits-motion, distil students from a pretrained teacher, pre-train a tiny VideoMAE and a "
-        "UMT student, probe them against random init, write a report",
-        description="The main job on the embedded digits-motion data: under 15 minutes on 2 CPU cores "
-        "(a GPU is used when present). Prints a table of linear-probe and kNN top-1 on `digit` and `motion`: "
-        "first the headline, students distilled from ImageNet EfficientNet-Lite0 (2 seeds), then a random-init "
-        "encoder, the trivial baseline, VideoMAE and the language route (a clip_image teacher -> UMT stage 1 "
-        "-> stage 2 with zero-shot retrieval when the budget allows), with one line per row saying what it is; "
-        "writes OUT/report (table, loss curves, reconstruction picture). A re-run into OUT reuses what is "
-        "finished and says so.",
-    )
+
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="vidfm-demo", help="output folder (data, run, report); reused if present")
     p.add_argument("--clips", type=int, default=2000, help="digits-motion clips to generate")
     p.add_argument("--steps", type=int, default=None, help="pre-training steps (default: the tiny recipe's)")
@@ -39,10 +29,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--language-budget", type=float, default=300.0, help="seconds for the language route (default 300)"
     )
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """make digits-motion, distil students from a pretrained teacher, pre-train a tiny VideoMAE and a UMT
+    student, probe them against random init, write a report
+
+    The main job on the embedded digits-motion data: under 15 minutes on 2 CPU cores (a GPU is used when
+    present). Prints a table of linear-probe and kNN top-1 on `digit` and `motion`: first the headline,
+    students distilled from ImageNet EfficientNet-Lite0 (2 seeds), then a random-init encoder, the trivial
+    baseline, VideoMAE and the language route (a clip_image teacher -> UMT stage 1 -> stage 2 with zero-shot
+    retrieval when the budget allows), with one line per row saying what it is; writes OUT/report (table, loss
+    curves, reconstruction picture). A re-run into OUT reuses what is finished and says so.
+    """
     from vidfm.demo import DemoConfig, run_demo
 
     table = run_demo(
@@ -60,3 +59,6 @@ def run(args: argparse.Namespace) -> int:
     )
     print(table)
     return 0
+
+
+COMMANDS = (Command("demo", run, options),)

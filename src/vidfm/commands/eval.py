@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidfm.commands import Command
 from vidfm.commands.options import add_clip_views
 
 EPILOG = """tasks:
@@ -31,16 +32,7 @@ def _common(p: argparse.ArgumentParser, out_default: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "eval",
-        help="evaluate checkpoints on probe, attentive, fine-tune and retrieval tasks; table + report",
-        description="Evaluate every checkpoint on every task and write OUT/results.md, OUT/results.csv, "
-        "OUT/report.md and OUT/report.html with pictures (accuracy bars, the runs' loss curves, retrieval "
-        "examples). One encoder pass per checkpoint and manifest serves all its probe tasks.",
-        epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints", nargs="+", help="run folders, NAME=RUN, random, random:RUN, baseline")
     p.add_argument("--tasks", nargs="+", help="KIND:DATA:COLUMN or retrieval:DATA (see below)")
     _common(p, "vidfm-eval")
@@ -56,20 +48,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--finetune-set", action="append", default=[], metavar="KEY=VALUE", help="finetune recipe override"
     )
     p.add_argument("--digits-dir", default=None, help="where digits-motion is (or is generated)")
-    p.set_defaults(handler=run)
 
-    sub_eval = p.add_subparsers(dest="eval_command", metavar="{retrieval}")
-    r = sub_eval.add_parser(
-        "retrieval",
-        help="zero-shot text-video retrieval of one video-language run",
-        description="Shorthand for --checkpoints RUN --tasks retrieval:MANIFEST: prints R@1/5/10 and median "
-        "rank both ways and writes the report with example thumbnails.",
-    )
-    r.add_argument("--checkpoint", required=True, help="video-language run folder")
-    r.add_argument("--data", required=True, help="CSV manifest with captions and a split column")
-    r.add_argument("--split", default="test")
-    _common(r, "vidfm-eval-retrieval")
-    r.set_defaults(handler=run_retrieval)
+
+def retrieval_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", required=True, help="video-language run folder")
+    p.add_argument("--data", required=True, help="CSV manifest with captions and a split column")
+    p.add_argument("--split", default="test")
+    _common(p, "vidfm-eval-retrieval")
 
 
 def _config(args: argparse.Namespace, **extra):  # noqa: ANN202
@@ -101,6 +86,12 @@ def _finish(checkpoints: list[str], tasks: list[str], cfg, argv: list[str]) -> i
 
 
 def run(args: argparse.Namespace) -> int:
+    """evaluate checkpoints on probe, attentive, fine-tune and retrieval tasks; table + report
+
+    Evaluate every checkpoint on every task and write OUT/results.md, OUT/results.csv, OUT/report.md and
+    OUT/report.html with pictures (accuracy bars, the runs' loss curves, retrieval examples). One encoder pass
+    per checkpoint and manifest serves all its probe tasks.
+    """
     import dataclasses
 
     from vidfm.eval.attentive import AttentiveConfig
@@ -130,5 +121,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def run_retrieval(args: argparse.Namespace) -> int:
+    """zero-shot text-video retrieval of one video-language run
+
+    Shorthand for --checkpoints RUN --tasks retrieval:MANIFEST: prints R@1/5/10 and median rank both ways and
+    writes the report with example thumbnails.
+    """
     cfg = _config(args, retrieval_split=args.split)
     return _finish([args.checkpoint], [f"retrieval:{args.data}"], cfg, sys.argv[1:])
+
+
+COMMANDS = (
+    Command(
+        "eval",
+        run,
+        options,
+        subcommands=(Command("retrieval", run_retrieval, retrieval_options),),
+        epilog=EPILOG,
+    ),
+)

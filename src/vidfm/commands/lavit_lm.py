@@ -11,43 +11,38 @@ from __future__ import annotations
 import argparse
 import sys
 
+from vidfm.commands import Command
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    g = subparsers.add_parser(
-        "generate",
-        help="generate a video (MP4) from a caption with a Video-LaVIT language model",
-        description="Sample one clip's keyframe and motion tokens after PROMPT (in the layout the tokenizers "
-        "emit), render the keyframe from its tokens, decode the motion, and generate the frames with the "
-        "detokenizer.",
-    )
-    g.add_argument("prompt", help="the caption, e.g. 'a 3 moving to the left'")
-    g.add_argument("--checkpoint", required=True, help="run folder of a lavit_lm run")
-    g.add_argument("--out", required=True, help="output .mp4")
-    g.add_argument("--detokenizer-run", default="", help="motion_vq:detokenizer run (default: the LM run's)")
-    g.add_argument("--temperature", type=float, default=1.0, help="token sampling temperature (0 = greedy)")
-    g.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
-    g.add_argument("--steps", type=int, default=None, help="detokenizer sampler steps (default: the run's)")
-    g.add_argument("--fps", type=int, default=8, help="MP4 frame rate (digits-motion 8; official clips 6)")
-    g.add_argument("--tokens-out", default="", help="also write the sampled token document (JSON)")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--device", default="cpu")
-    g.set_defaults(handler=run_generate)
 
-    c = subparsers.add_parser(
-        "caption",
-        help="caption a video with a Video-LaVIT language model",
-        description="Tokenize VIDEO with the LM run's tokenizers and write one caption per clip.",
-    )
-    c.add_argument("video", help="video file")
-    c.add_argument("--checkpoint", required=True, help="run folder of a lavit_lm run")
-    c.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
-    c.add_argument("--max-clips", type=int, default=None, help="at most this many clips, evenly spaced")
-    c.add_argument("--seed", type=int, default=0)
-    c.add_argument("--device", default="cpu")
-    c.set_defaults(handler=run_caption)
+def generate_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", help="the caption, e.g. 'a 3 moving to the left'")
+    p.add_argument("--checkpoint", required=True, help="run folder of a lavit_lm run")
+    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--detokenizer-run", default="", help="motion_vq:detokenizer run (default: the LM run's)")
+    p.add_argument("--temperature", type=float, default=1.0, help="token sampling temperature (0 = greedy)")
+    p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
+    p.add_argument("--steps", type=int, default=None, help="detokenizer sampler steps (default: the run's)")
+    p.add_argument("--fps", type=int, default=8, help="MP4 frame rate (digits-motion 8; official clips 6)")
+    p.add_argument("--tokens-out", default="", help="also write the sampled token document (JSON)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+
+
+def caption_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="video file")
+    p.add_argument("--checkpoint", required=True, help="run folder of a lavit_lm run")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 = greedy")
+    p.add_argument("--max-clips", type=int, default=None, help="at most this many clips, evenly spaced")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
 
 
 def run_generate(args: argparse.Namespace) -> int:
+    """generate a video (MP4) from a caption with a Video-LaVIT language model
+
+    Sample one clip's keyframe and motion tokens after PROMPT (in the layout the tokenizers emit), render the
+    keyframe from its tokens, decode the motion, and generate the frames with the detokenizer.
+    """
     import json
     from pathlib import Path
 
@@ -84,6 +79,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_caption(args: argparse.Namespace) -> int:
+    """caption a video with a Video-LaVIT language model
+
+    Tokenize VIDEO with the LM run's tokenizers and write one caption per clip.
+    """
     import dataclasses
 
     import torch
@@ -105,3 +104,9 @@ def run_caption(args: argparse.Namespace) -> int:
     for c, text in zip(doc["clips"], captions, strict=True):
         print(f"{c['start']}\t{text}")
     return 0
+
+
+COMMANDS = (
+    Command("generate", run_generate, generate_options),
+    Command("caption", run_caption, caption_options),
+)

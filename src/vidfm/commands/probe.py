@@ -4,17 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands import Command
 from vidfm.commands.options import add_clip_views
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "probe",
-        help="linear-probe and kNN top-1 of a frozen encoder on a labelled manifest",
-        description="Extract clip features (multi-view averaged) with a run's encoder on the manifest's train "
-        "and test splits, then fit a logistic-regression probe (C chosen on a held-out fold of train) and a "
-        "cosine kNN (k=20) per label column. Prints top-1 on the test split.",
-    )
+def options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoint", required=True, help="vidfm run folder")
     p.add_argument("--data", required=True, help="CSV manifest with a split column (train/test)")
     p.add_argument("--label", action="append", required=True, help="label column (repeatable)")
@@ -32,10 +26,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-split", default="test")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    """linear-probe and kNN top-1 of a frozen encoder on a labelled manifest
+
+    Extract clip features (multi-view averaged) with a run's encoder on the manifest's train and test splits,
+    then fit a logistic-regression probe (C chosen on a held-out fold of train) and a cosine kNN (k=20) per
+    label column. Prints top-1 on the test split.
+    """
     import dataclasses
 
     from vidfm.eval.frozen import probe_features, split_features
@@ -69,3 +68,6 @@ def run(args: argparse.Namespace) -> int:
     table = [[r.label, r.linear, r.knn, r.detail] for r in rows]
     print(markdown_table(["label", "linear top-1", "kNN top-1", "probe"], table))
     return 0
+
+
+COMMANDS = (Command("probe", run, options),)

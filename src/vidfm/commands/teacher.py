@@ -4,39 +4,37 @@ from __future__ import annotations
 
 import argparse
 
+from vidfm.commands import Command
 
-def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("teacher", help="inspect distillation teachers (cross-frame feature similarity)")
-    tsub = p.add_subparsers(dest="teacher_command", metavar="SUBCOMMAND")
-    s = tsub.add_parser(
-        "similarity",
-        help="cosine similarity of a teacher's features between the time steps of a clip",
-        description="For each teacher, the mean cosine similarity between its feature maps at different time "
-        "steps of the same clip (position by position), over the clips of a manifest: the MVD paper's "
-        "evidence that a video teacher's features change more over time than an image teacher's. An image "
-        "teacher sees frames[::tubelet], as in MVD. Prints a table and writes a heat-map figure.",
-    )
-    s.add_argument(
+
+def similarity_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
         "--teacher",
         action="append",
         required=True,
         metavar="[NAME=]PATH",
         help="teacher source (run folder, converted checkpoint, HF folder, official .pth); repeatable",
     )
-    s.add_argument("--data", required=True, help="CSV manifest or class-per-folder root")
-    s.add_argument("--split", default="test", help="manifest split (default: test; 'all' for every row)")
-    s.add_argument("--frames", type=int, default=16, help="frames per clip")
-    s.add_argument("--stride", type=int, default=4, help="frame stride")
-    s.add_argument("--size", type=int, default=None, help="clip side on decode (default: first teacher's)")
-    s.add_argument("--tubelet", type=int, default=2, help="an image teacher sees frames[::tubelet]")
-    s.add_argument("--max-clips", type=int, default=256)
-    s.add_argument("--batch-size", type=int, default=8)
-    s.add_argument("--workers", type=int, default=2)
-    s.add_argument("--out", default=None, help="figure path (.png); none written when omitted")
-    s.set_defaults(handler=run_similarity)
+    p.add_argument("--data", required=True, help="CSV manifest or class-per-folder root")
+    p.add_argument("--split", default="test", help="manifest split (default: test; 'all' for every row)")
+    p.add_argument("--frames", type=int, default=16, help="frames per clip")
+    p.add_argument("--stride", type=int, default=4, help="frame stride")
+    p.add_argument("--size", type=int, default=None, help="clip side on decode (default: first teacher's)")
+    p.add_argument("--tubelet", type=int, default=2, help="an image teacher sees frames[::tubelet]")
+    p.add_argument("--max-clips", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--out", default=None, help="figure path (.png); none written when omitted")
 
 
 def run_similarity(args: argparse.Namespace) -> int:
+    """cosine similarity of a teacher's features between the time steps of a clip
+
+    For each teacher, the mean cosine similarity between its feature maps at different time steps of the same
+    clip (position by position), over the clips of a manifest: the MVD paper's evidence that a video teacher's
+    features change more over time than an image teacher's. An image teacher sees frames[::tubelet], as in
+    MVD. Prints a table and writes a heat-map figure.
+    """
     from torch.utils.data import DataLoader
 
     from vidfm.data.config import DataConfig, build_dataset
@@ -69,3 +67,12 @@ def run_similarity(args: argparse.Namespace) -> int:
         plot_similarity(results, args.out)
         print(f"figure: {args.out}")
     return 0
+
+
+COMMANDS = (
+    Command(
+        "teacher",
+        doc="inspect distillation teachers (cross-frame feature similarity)",
+        subcommands=(Command("similarity", run_similarity, similarity_options),),
+    ),
+)

@@ -12,15 +12,10 @@ import argparse
 import json
 import sys
 
+from vidfm.commands import Command
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser(
-        "tokenize",
-        help="turn a video into Video-LaVIT visual + motion tokens (JSON)",
-        description="Split VIDEO into shots and 24-frame clips at I-frames (re-encoded to MPEG-4 at 6 fps "
-        "unless the motion run says otherwise), tokenize each clip's keyframe and motion, and write the "
-        "interleaved <visual ...><motion ...> sequence with token statistics as JSON.",
-    )
+
+def tokenize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("video", help="video file")
     p.add_argument("--motion-run", required=True, help="run folder of a motion_vq (stage motion) run")
     p.add_argument("--keyframe-run", default="", help="run folder of a motion_vq:keyframe run")
@@ -28,28 +23,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-reencode", action="store_true", help="use the stream's own I-frames and vectors")
     p.add_argument("--max-clips", type=int, default=None, help="at most this many clips, evenly spaced")
     p.add_argument("--device", default="cpu")
-    p.set_defaults(handler=run_tokenize)
 
-    d = subparsers.add_parser(
-        "detokenize",
-        help="generate a video (MP4) from a Video-LaVIT token document",
-        description="Render each clip's keyframe from its visual tokens, decode its motion tokens, and "
-        "generate its frames with the detokenizer; clips of one shot continue from the previous clip's "
-        "last frame.",
-    )
-    d.add_argument("tokens", help="JSON written by vidfm tokenize")
-    d.add_argument("--detokenizer-run", required=True, help="run folder of a motion_vq:detokenizer run")
-    d.add_argument("--motion-run", default="", help="override the motion run named in TOKENS")
-    d.add_argument("--keyframe-run", default="", help="override the keyframe run named in TOKENS")
-    d.add_argument("--out", required=True, help="output .mp4")
-    d.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's)")
-    d.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on motion")
-    d.add_argument("--seed", type=int, default=0)
-    d.add_argument("--device", default="cpu")
-    d.set_defaults(handler=run_detokenize)
+
+def detokenize_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("tokens", help="JSON written by vidfm tokenize")
+    p.add_argument("--detokenizer-run", required=True, help="run folder of a motion_vq:detokenizer run")
+    p.add_argument("--motion-run", default="", help="override the motion run named in TOKENS")
+    p.add_argument("--keyframe-run", default="", help="override the keyframe run named in TOKENS")
+    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's)")
+    p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on motion")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu")
 
 
 def run_tokenize(args: argparse.Namespace) -> int:
+    """turn a video into Video-LaVIT visual + motion tokens (JSON)
+
+    Split VIDEO into shots and 24-frame clips at I-frames (re-encoded to MPEG-4 at 6 fps unless the motion run
+    says otherwise), tokenize each clip's keyframe and motion, and write the interleaved <visual ...><motion
+    ...> sequence with token statistics as JSON.
+    """
     import dataclasses
 
     from vidfm.lavit.tokenize import load_tokenizers, tokenize_video
@@ -76,6 +70,11 @@ def run_tokenize(args: argparse.Namespace) -> int:
 
 
 def run_detokenize(args: argparse.Namespace) -> int:
+    """generate a video (MP4) from a Video-LaVIT token document
+
+    Render each clip's keyframe from its visual tokens, decode its motion tokens, and generate its frames with
+    the detokenizer; clips of one shot continue from the previous clip's last frame.
+    """
     from pathlib import Path
 
     from vidfm.data.digits import encode_mp4
@@ -101,3 +100,9 @@ def run_detokenize(args: argparse.Namespace) -> int:
     print(f"{len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} at {fps} fps -> {args.out}",
           file=sys.stderr)  # fmt: skip
     return 0
+
+
+COMMANDS = (
+    Command("tokenize", run_tokenize, tokenize_options),
+    Command("detokenize", run_detokenize, detokenize_options),
+)

@@ -64,8 +64,20 @@ class InternVideo2Stage2Task(UMTStage2Task):
         weights = weights or LossWeights(uta=0.0)
         if weights.uta != 0:
             raise ValueError("InternVideo2 stage 2 has no teacher alignment: weights.uta must be 0")
-        super().__init__(encoder, mask, augment, None, 1, text, fusion, embed_dim, temperature, weights,
-                         mlm_prob, hard_negatives)  # fmt: skip
+        super().__init__(
+            encoder=encoder,
+            mask=mask,
+            augment=augment,
+            teacher=None,  # no UMT alignment: uta is 0
+            align_layers=1,
+            text=text,
+            fusion=fusion,
+            embed_dim=embed_dim,
+            temperature=temperature,
+            weights=weights,
+            mlm_prob=mlm_prob,
+            hard_negatives=hard_negatives,
+        )
         audio_encoder = AudioEncoder(audio)
         self.audio_encoder = audio_encoder if audio_trainable else FrozenModule(audio_encoder)
         self.audio_proj = nn.Linear(audio.width, embed_dim)

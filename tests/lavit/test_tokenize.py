@@ -53,3 +53,22 @@ def test_tokenize_reports_a_broken_video(runs, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"not a video")
     assert main(["tokenize", str(bad), "--motion-run", str(runs["motion"])]) == 2
+
+
+def test_detokenize_temperature_zero_is_deterministic(runs):
+    from vidfm.lavit.tokenize import detokenize, tokenize_video
+
+    tok = load_tokenizers(str(runs["motion"]), str(runs["keyframe"]), str(runs["detokenizer"]))
+    doc = tokenize_video(runs["video"], tok)
+    cold = [detokenize(doc, tok, steps=2, seed=s, temperature=0.0) for s in (0, 1)]
+    warm = [detokenize(doc, tok, steps=2, seed=s, temperature=1.0) for s in (0, 1)]
+    assert (cold[0] == cold[1]).all()  # no noise: the seed does not matter
+    assert (warm[0] != warm[1]).any()
+    from vidfm.cli import build_parser
+
+    args = build_parser().parse_args(["detokenize", "t.json", "--detokenizer-run", "r", "--out", "x.mp4",
+                                      "--temperature", "0"])  # fmt: skip
+    assert args.temperature == 0.0 and args.handler.__name__ == "run_detokenize"
+    args = build_parser().parse_args(["generate", "a 3", "--checkpoint", "r", "--out", "x.mp4",
+                                      "--frame-temperature", "0"])  # fmt: skip
+    assert args.frame_temperature == 0.0 and args.temperature == 1.0  # tokens still sampled at 1

@@ -22,6 +22,12 @@ def generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--temperature", type=float, default=1.0, help="token sampling temperature (0 = greedy)")
     p.add_argument("--top-k", type=int, default=0, help="sample among the k likeliest tokens (0 = all)")
     p.add_argument("--steps", type=int, default=None, help="detokenizer sampler steps (default: the run's)")
+    p.add_argument(
+        "--frame-temperature",
+        type=float,
+        default=1.0,
+        help="the detokenizer's starting-noise scale: 1 samples the model, 0 decodes deterministically",
+    )
     p.add_argument("--fps", type=int, default=8, help="MP4 frame rate (digits-motion 8; official clips 6)")
     p.add_argument("--tokens-out", default="", help="also write the sampled token document (JSON)")
     p.add_argument("--seed", type=int, default=0)
@@ -71,7 +77,7 @@ def run_generate(args: argparse.Namespace) -> int:
     doc = {"format": FORMAT, "prompt": args.prompt, "fps": args.fps, "runs": tok.runs, "clips": [clip]}
     if args.tokens_out:
         atomic_write_text(Path(args.tokens_out), json.dumps(doc) + "\n")
-    frames = detokenize(doc, tok, steps=args.steps, seed=args.seed)
+    frames = detokenize(doc, tok, steps=args.steps, seed=args.seed, temperature=args.frame_temperature)
     encode_mp4(Path(args.out), frames, fps=args.fps)
     print(f"{args.prompt!r}: {len(frames)} frames of {frames.shape[2]}x{frames.shape[1]} -> {args.out}",
           file=sys.stderr)  # fmt: skip

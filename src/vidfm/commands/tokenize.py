@@ -33,6 +33,13 @@ def detokenize_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, help="output .mp4")
     p.add_argument("--steps", type=int, default=None, help="sampler steps (default: the run's)")
     p.add_argument("--guidance", type=float, default=1.0, help="classifier-free guidance on motion")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="scale of the sampler's starting noise: 1 samples the model, 0 decodes from the run's base clip "
+        "(e.g. the warped keyframe) deterministically: higher PSNR, less variety (docs/lavit.md)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
 
@@ -92,7 +99,9 @@ def run_detokenize(args: argparse.Namespace) -> int:
         raise UserError(f"{args.tokens} names no motion/keyframe run: pass --motion-run and --keyframe-run")
     tok = load_tokenizers(motion_run, keyframe_run, args.detokenizer_run, device=args.device)
     try:
-        frames = detokenize(doc, tok, steps=args.steps, guidance=args.guidance, seed=args.seed)
+        frames = detokenize(
+            doc, tok, steps=args.steps, guidance=args.guidance, seed=args.seed, temperature=args.temperature
+        )
     except ValueError as e:  # tokens that do not fit these runs
         raise UserError(str(e)) from e
     fps = max(1, round(float(doc.get("fps", 6))))

@@ -132,8 +132,11 @@ def tokenize_video(path: str | Path, tok: Tokenizers, clips: ClipConfig | None =
 
 @torch.no_grad()
 def detokenize(doc: dict[str, Any], tok: Tokenizers, steps: int | None = None, guidance: float = 1.0,
-               seed: int = 0, continue_shots: bool = True) -> np.ndarray:  # fmt: skip
+               seed: int = 0, continue_shots: bool = True, temperature: float = 1.0) -> np.ndarray:  # fmt: skip
     """Frames uint8 ``[N, S, S, 3]`` of the video a token document describes.
+
+    ``temperature`` scales the sampler's starting noise (:meth:`Detokenizer.sample`): 1 samples the trained
+    model, 0 is a deterministic decode from the base clip (the same frames for every seed).
 
     Per clip: keyframe from its visual tokens (the keyframe tokenizer's pixel head), motion from its motion
     tokens (VQ-VAE decoder), frames from the detokenizer. Within a shot, each clip after the first starts
@@ -159,7 +162,8 @@ def detokenize(doc: dict[str, Any], tok: Tokenizers, steps: int | None = None, g
         noise = None
         if continue_shots and last is not None and c["shot"] == last_shot:
             noise = det.invert(last, key, motion, steps)
-        clip = det.sample(key, motion, noise=noise, steps=steps, guidance=guidance, generator=gen)
+        clip = det.sample(key, motion, noise=noise, steps=steps, guidance=guidance, generator=gen,
+                          temperature=temperature)  # fmt: skip
         n = int(c["num_frames"])
         frames.append(clip[0, :n].cpu().numpy())
         last, last_shot = clip[:, n - 1], c["shot"]

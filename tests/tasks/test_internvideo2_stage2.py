@@ -88,7 +88,7 @@ def test_a_clip_without_audio_has_no_audio_term() -> None:
     assert torch.isfinite(t(silent, torch.Generator().manual_seed(3))["loss"])  # a batch without any sound
 
 
-def test_stage2_recipe_trains_two_steps_on_digits_with_audio(tmp_path) -> None:
+def test_stage2_recipe_trains_two_steps_on_digits_with_audio(tmp_path, capsys) -> None:
     pytest.importorskip("sklearn")  # digits-motion ships scikit-learn's digits
     from vidfm.cli import main
     from vidfm.data.digits import make_digits_motion
@@ -116,6 +116,18 @@ def test_stage2_recipe_trains_two_steps_on_digits_with_audio(tmp_path) -> None:
     fresh = cfg.build_task()
     assert _same(reopened.audio_encoder, fresh.audio_encoder)
 
+    # The video-frozen second phase from that run: its encoder is saved unchanged, the rest trains on.
+    post = ["pretrain", "--recipe", "internvideo2_stage2:tiny-post", "--out", str(tmp_path / "post")]
+    post += [a for i in items + [f"train.init_from={tmp_path / 's2'}"] for a in ("--set", i)]
+    assert main(post) == 0
+    after = load_tensors(resolve_model_file(tmp_path / "post"))
+    assert all(torch.equal(after[k], v) for k, v in saved.items() if k.startswith("encoder."))
+    assert not torch.equal(after["contrastive.video_proj.weight"], saved["contrastive.video_proj.weight"])
+    capsys.readouterr()
+    alone = post[:4] + [str(tmp_path / "alone"), "--set", f"data.manifest={manifest}"]
+    assert main(alone) == 2  # a frozen encoder with no run to start from: one line
+    assert "video_frozen=true holds the video encoder fixed" in capsys.readouterr().err
+
 
 def test_the_frozen_audio_encoder_comes_from_its_seed_not_the_global_generator() -> None:
     t, u = task(), task()  # task() seeds the global generator with 0
@@ -142,3 +154,16 @@ def test_modality_embeddings_of_a_clip_without_audio_are_its_video_embedding() -
     assert torch.equal(emb["audio"][2], torch.zeros(16)) and emb["audio"][:2].abs().sum() > 0
     assert torch.equal(emb["video+audio"][2], emb["video"][2])
     assert torch.allclose(emb["video+audio"], emb["video"] + emb["audio"])
+
+
+def test_a_frozen_video_encoder_gets_no_gradient_and_stays_in_eval_mode() -> None:
+    from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
+
+    torch.manual_seed(0)
+    t = InternVideo2Stage2Task(*_args(), AUDIO, embed_dim=16, video_frozen=True).train()
+    assert not t.encoder.training and t.contrastive.training
+    out = t(batch(), torch.Generator().manual_seed(2))
+    out["loss"].backward()
+    assert all(p.grad is None for p in t.encoder.parameters())
+    assert t.get_parameter("contrastive.video_proj.weight").grad.abs().sum() > 0
+    assert any(k.startswith("encoder.") for k in trainable_state_dict(t))  # saved with the run all the same

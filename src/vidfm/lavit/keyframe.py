@@ -9,17 +9,24 @@ weights cannot ship here, so this tokenizer keeps the quantisation recipe (the s
 :class:`~vidfm.models.encoder.VideoEncoder` (frozen, random or loaded from a run), and drops the dynamic
 token selection: every patch gives one token. It adds a pixel head so that tokens can be turned back
 into a keyframe image by :meth:`KeyframeTokenizer.render` (LaVIT uses a Stable-Diffusion U-Net for that).
+
+The frozen features can also come from a real pretrained image network, ImageNet EfficientNet-Lite0
+(``features="efficientnet_lite0"``, :mod:`vidfm.teachers.efficientnet`): the nearest offline stand-in for
+LaVIT's pretrained EVA-CLIP, whose features know what is in the image where a random encoder's keep only
+its brightness.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Literal
 
 import torch
 from torch import nn
 
 from vidfm.data.transforms import AugmentConfig
+from vidfm.errors import ConfigError
 from vidfm.lavit.motion_vq import Quantized, QuantizerConfig, VectorQuantizer, _task_layer
 from vidfm.layers.block import Block
 from vidfm.layers.pos_embed import sincos_3d
@@ -42,6 +49,10 @@ class KeyframeTokenizerConfig:
     image_size: keyframe side in pixels. mean, std: input normalisation.
     quantizer: codebook (LaVIT: 16384 x 32). decoder_width, decoder_depth, decoder_heads: the small
     transformer that maps codes back to features and pixels.
+    features: where the frozen features come from: ``encoder`` (above) or ``efficientnet_lite0`` (ImageNet
+    weights from the ``teachers`` extra; never saved with the tokenizer, rebuilt from the package), which
+    reads the keyframe resized to ``feature_size`` and returns its map at ``feature_stride``: one token per
+    cell of a (feature_size / feature_stride)² grid, each rendered as an (image_size / that side)² pixel patch.
     """
 
     encoder: EncoderConfig = field(
@@ -56,6 +67,15 @@ class KeyframeTokenizerConfig:
     decoder_width: int = 256
     decoder_depth: int = 2
     decoder_heads: int = 4
+    features: Literal["encoder", "efficientnet_lite0"] = "encoder"
+    feature_size: int = 128
+    feature_stride: int = 16
+
+    def grid_side(self) -> int:
+        """Tokens per side of the keyframe's token grid."""
+        if self.features == "efficientnet_lite0":
+            return self.feature_size // self.feature_stride
+        return self.image_size // self.encoder.dims()[4]
 
 
 @dataclass
@@ -99,20 +119,37 @@ class KeyframeTokenizer(nn.Module):
         """
         super().__init__()
         self.cfg = cfg
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.encoder_seed)
-            self.encoder = VideoEncoder(cfg.encoder)
-        if cfg.encoder_run and load_encoder:
-            from vidfm.train.checkpoint import load_model_weights
+        if cfg.features == "efficientnet_lite0":
+            if cfg.encoder_run:
+                raise ConfigError(
+                    "keyframe.encoder_run names a vidfm encoder: set it or features=efficientnet_lite0"
+                )
+            from vidfm.teachers.efficientnet import efficientnet_teacher
 
-            load_model_weights(cfg.encoder_run, self.encoder, prefix="encoder.")
-        self.encoder.requires_grad_(False).eval()  # frozen; saved with the tokenizer so it is self-contained
-        enc = self.encoder
-        if cfg.image_size % enc.patch:
-            raise ValueError(f"image_size {cfg.image_size} is not a multiple of the patch size {enc.patch}")
-        side = cfg.image_size // enc.patch
-        self.grid = (side, side)
-        dim, width = enc.width, cfg.decoder_width
+            with torch.random.fork_rng(devices=[]):  # the network's constructor seeds the global generator
+                self.teacher = efficientnet_teacher(cfg.feature_size, cfg.feature_stride)  # Frozen: not saved
+            dim = self.teacher.dim
+        elif cfg.features == "encoder":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(cfg.encoder_seed)
+                self.encoder = VideoEncoder(cfg.encoder)
+            if cfg.encoder_run and load_encoder:
+                from vidfm.train.checkpoint import load_model_weights
+
+                load_model_weights(cfg.encoder_run, self.encoder, prefix="encoder.")
+            self.encoder.requires_grad_(False).eval()  # frozen; saved with the tokenizer: self-contained
+            dim = self.encoder.width
+        else:
+            raise ConfigError(
+                f"keyframe.features must be encoder or efficientnet_lite0, not {cfg.features!r}"
+            )
+        side = cfg.grid_side()
+        if side < 1 or cfg.image_size % side:
+            raise ConfigError(
+                f"keyframe image_size {cfg.image_size} does not split into {side}x{side} patches"
+            )
+        self.grid, self.patch = (side, side), cfg.image_size // side
+        width = cfg.decoder_width
         self.feature_norm = nn.LayerNorm(dim)
         self.encode_task_layer = _task_layer(dim, cfg.quantizer.dim)
         self.quantizer = VectorQuantizer(cfg.quantizer)
@@ -121,13 +158,14 @@ class KeyframeTokenizer(nn.Module):
         self.blocks = nn.ModuleList(Block(width, cfg.decoder_heads) for _ in range(cfg.decoder_depth))
         self.dec_norm = nn.LayerNorm(width)
         self.feature_head = nn.Linear(width, dim)
-        self.pixel_head = nn.Linear(width, enc.patch * enc.patch * 3)
+        self.pixel_head = nn.Linear(width, self.patch * self.patch * 3)
         self.register_buffer("mean", torch.tensor(cfg.mean).view(1, 3, 1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(cfg.std).view(1, 3, 1, 1, 1), persistent=False)
 
     def train(self, mode: bool = True) -> KeyframeTokenizer:
         super().train(mode)
-        self.encoder.eval()  # the frozen encoder never trains (no drop path)
+        if self.cfg.features == "encoder":
+            self.encoder.eval()  # the frozen encoder never trains (no drop path); a Teacher stays in eval itself
         return self
 
     @property
@@ -146,10 +184,13 @@ class KeyframeTokenizer(nn.Module):
         self, images: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, Quantized]:
         """uint8 keyframes -> (frozen features ``[B, N, D]``, codes)."""
-        x = self.normalize(images)
         with torch.no_grad():
-            clip = x.expand(-1, -1, self.encoder.cfg.tubelet, -1, -1)
-            features = self.encoder(clip).tokens.float()
+            if self.cfg.features == "efficientnet_lite0":
+                x = images.permute(0, 3, 1, 2)[:, :, None].float() / 255.0  # [B,3,1,S,S] in [0, 1]
+                features = self.teacher(x).tokens.float()  # it resizes and normalises for itself
+            else:
+                clip = self.normalize(images).expand(-1, -1, self.encoder.cfg.tubelet, -1, -1)
+                features = self.encoder(clip).tokens.float()
         z = self.encode_task_layer(self.feature_norm(features))
         return features, self.quantizer(z, generator)
 
@@ -164,7 +205,7 @@ class KeyframeTokenizer(nn.Module):
     def forward(self, images: torch.Tensor, generator: torch.Generator | None = None) -> KeyframeVQOutput:
         features, quant = self.encode(images, generator)
         pred_features, pred_pixels = self.decode(quant.quantized)
-        target = patchify(self.normalize(images), 1, self.encoder.patch).flatten(2)  # [B, N, p·p·3]
+        target = patchify(self.normalize(images), 1, self.patch).flatten(2)  # [B, N, p·p·3]
         return KeyframeVQOutput(features, pred_features, pred_pixels, target, quant)
 
     @torch.no_grad()
@@ -180,6 +221,6 @@ class KeyframeTokenizer(nn.Module):
         if int(ids.min()) < 0 or int(ids.max()) >= self.cfg.quantizer.num_codes:
             raise ValueError(f"token ids must lie in [0, {self.cfg.quantizer.num_codes})")
         _, pixels = self.decode(self.quantizer.lookup(ids))
-        x = unpatchify(pixels, (1, *self.grid), 1, self.encoder.patch)  # [B, 3, 1, S, S]
+        x = unpatchify(pixels, (1, *self.grid), 1, self.patch)  # [B, 3, 1, S, S]
         x = (x * self.std + self.mean).clamp(0, 1)[:, :, 0]
         return (x * 255).round().to(torch.uint8).permute(0, 2, 3, 1)

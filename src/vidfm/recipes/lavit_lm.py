@@ -102,7 +102,7 @@ class LavitLMRecipe(Recipe):
                                   num_motion=math.prod(motion.token_grid()))  # fmt: skip
         if self.keyframe_run:
             kf = resolve_encoder(load_run_config(self.keyframe_run).keyframe)
-            side = kf.image_size // kf.encoder.dims()[4]
+            side = kf.grid_side()
             cfg = dataclasses.replace(cfg, visual_codes=kf.quantizer.num_codes, num_visual=side * side)
         longest = (
             1 + self.data.max_text + (cfg.num_visual + 2 if cfg.num_visual else 0) + cfg.num_motion + 2 + 1

@@ -7,7 +7,8 @@ One config with a ``stage`` field trains each of the three models through the on
   4 x 3 space-time blocks, 1024 x 32 L2-normalised codes, 135 tokens per clip. The official training
   code and hyper-parameters are not released: lr, batch and steps here are ours.
 - ``keyframe`` (``keyframe``, ``keyframe-tiny``): the keyframe codebook over a frozen vidfm encoder (a
-  substitute for LaVIT's tokenizer, see :mod:`vidfm.lavit.keyframe`); LaVIT's codebook is 16384 x 32.
+  substitute for LaVIT's tokenizer, see :mod:`vidfm.lavit.keyframe`), or over ImageNet EfficientNet-Lite0
+  features with ``--set keyframe.features=efficientnet_lite0``; LaVIT's codebook is 16384 x 32.
 - ``detokenizer`` (``detokenizer``, ``detokenizer-tiny``): the motion-conditioned 3-D U-Net with EDM.
 
 The ``tiny`` variants are the digits-motion demo scale (16 frames of 64², H.264, no re-encoding: a clip

@@ -18,7 +18,9 @@ def test_keyframe_table(runs, capsys):
     spec.loader.exec_module(bench)
     assert bench.main(["--run", f"kf={runs['keyframe']}", "--label", "motion"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith("| keyframes | PSNR dB | codes used | perplexity | motion from tokens | motion from the bag")
+    assert lines[0].startswith(
+        "| keyframes | PSNR dB | codes used | perplexity | motion from tokens | motion from the bag"
+    )
     rows = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
     assert [r[0] for r in rows] == ["majority class", "trivial baseline (pixels at 16x16)", "kf (encoder)"]
     psnr, used = rows[2][1], rows[2][2]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 
 import torch
 
@@ -48,6 +50,16 @@ def setup_logging(level: int = logging.INFO) -> None:
         log.addHandler(handler)
     log.setLevel(level)
     log.propagate = False
+
+
+@contextlib.contextmanager
+def own_seed(seed: int) -> Iterator[None]:
+    """Inside, the global generator starts from ``seed``; after, it is as it was. For modules whose initial
+    weights must be a function of their own seed (a frozen random encoder rebuilt rather than saved), whatever
+    the process drew before them, without moving the draws of what is built after them."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 
 def make_generator(seed: int, *streams: int, device: str | torch.device = "cpu") -> torch.Generator:

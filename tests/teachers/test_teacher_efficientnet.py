@@ -75,3 +75,12 @@ def test_bad_stride_is_a_clear_error():
         efficientnet_teacher(size=128, stride=12, pretrained=False)
     with pytest.raises(ValueError, match="not a multiple"):
         efficientnet_teacher(size=100, stride=16, pretrained=False)
+
+
+def test_random_init_comes_from_its_seed_and_leaves_the_global_generator_alone():
+    torch.manual_seed(7)
+    before = torch.random.get_rng_state()
+    a = efficientnet_teacher(size=64, stride=8, pretrained=False, seed=3)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = efficientnet_teacher(size=64, stride=8, pretrained=False, seed=3)
+    assert all(torch.equal(x, y) for x, y in zip(a.parameters(), b.parameters(), strict=True))

@@ -32,6 +32,7 @@ from vidfm.layers.block import Block
 from vidfm.layers.pos_embed import sincos_3d
 from vidfm.models.encoder import EncoderConfig, VideoEncoder
 from vidfm.objectives.pixel import patchify, unpatchify
+from vidfm.utils import own_seed
 
 # OpenAI CLIP normalisation, as LaVIT's image processor (``LaVITImageProcessor`` in transform.py).
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -126,12 +127,10 @@ class KeyframeTokenizer(nn.Module):
                 )
             from vidfm.teachers.efficientnet import efficientnet_teacher
 
-            with torch.random.fork_rng(devices=[]):  # the network's constructor seeds the global generator
-                self.teacher = efficientnet_teacher(cfg.feature_size, cfg.feature_stride)  # Frozen: not saved
+            self.teacher = efficientnet_teacher(cfg.feature_size, cfg.feature_stride)  # Frozen: not saved
             dim = self.teacher.dim
         elif cfg.features == "encoder":
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(cfg.encoder_seed)
+            with own_seed(cfg.encoder_seed):
                 self.encoder = VideoEncoder(cfg.encoder)
             if cfg.encoder_run and load_encoder:
                 from vidfm.train.checkpoint import load_model_weights

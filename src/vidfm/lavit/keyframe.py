@@ -171,13 +171,16 @@ class KeyframeTokenizer(nn.Module):
     def num_tokens(self) -> int:
         return self.grid[0] * self.grid[1]
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``[B, S, S, 3]`` -> normalised float ``[B, 3, 1, S, S]``."""
+    def to_unit(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, S, S, 3]`` -> float ``[B, 3, 1, S, S]`` in [0, 1] (a one-frame clip)."""
         s = self.cfg.image_size
         if images.ndim != 4 or tuple(images.shape[1:]) != (s, s, 3):
             raise ValueError(f"keyframes must be [B, {s}, {s}, 3], got {tuple(images.shape)}")
-        x = images.permute(0, 3, 1, 2)[:, :, None].float() / 255.0
-        return (x - self.mean) / self.std
+        return images.permute(0, 3, 1, 2)[:, :, None].float() / 255.0
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 ``[B, S, S, 3]`` -> normalised float ``[B, 3, 1, S, S]`` (the ViT's input, the pixel target)."""
+        return (self.to_unit(images) - self.mean) / self.std
 
     def encode(
         self, images: torch.Tensor, generator: torch.Generator | None = None
@@ -185,8 +188,8 @@ class KeyframeTokenizer(nn.Module):
         """uint8 keyframes -> (frozen features ``[B, N, D]``, codes)."""
         with torch.no_grad():
             if self.cfg.features == "efficientnet_lite0":
-                x = images.permute(0, 3, 1, 2)[:, :, None].float() / 255.0  # [B,3,1,S,S] in [0, 1]
-                features = self.teacher(x).tokens.float()  # it resizes and normalises for itself
+                # the teacher resizes and normalises the [0, 1] clip for itself
+                features = self.teacher(self.to_unit(images)).tokens.float()
             else:
                 clip = self.normalize(images).expand(-1, -1, self.encoder.cfg.tubelet, -1, -1)
                 features = self.encoder(clip).tokens.float()

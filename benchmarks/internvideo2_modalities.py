@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from vidfm.eval.probes import linear_probe
     from vidfm.recipes import load_run_config
+    from vidfm.utils import on_terminal
 
     runs = [r.split("=", 1) if "=" in r else [Path(r).name, r] for r in args.run]
     first = load_run_config(runs[0][1])
@@ -101,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         sources.append(("random init", replace(first, init="").build_task().eval()))
     sources += [(name, load_run_config(run).trained_task(run)) for name, run in runs]
 
-    progress = not args.no_progress and sys.stderr.isatty()
+    progress = on_terminal(not args.no_progress)
     loaders = {
         s: clip_loader(first, args.data, s, args.labels, args.batch, args.workers) for s in ("train", "test")
     }

@@ -15,8 +15,9 @@ from the manifest's sound names):
 The audio encoder (:class:`~vidfm.models.audio.AudioEncoder`) is frozen by default, as the paper's first phase
 ("audio encoder frozen first"). The paper's second phase, unmasked post-pretraining with the video encoder
 frozen, is ``video_frozen`` with a mask ratio of 0 (recipe variant ``internvideo2_stage2:tiny-post``): the
-encoder then runs in eval mode without gradients and is saved unchanged with the run. The paper initialises the audio encoder from BEATs, whose weights do not load into
-vidfm's AST-layout encoder: a frozen audio encoder here is a random projection of the fbank patches.
+encoder then runs in eval mode without gradients and is saved unchanged with the run. The paper initialises
+the audio encoder from BEATs, whose weights do not load into vidfm's AST-layout encoder: a frozen audio
+encoder here is a random projection of the fbank patches.
 """
 
 from __future__ import annotations
@@ -91,9 +92,8 @@ class InternVideo2Stage2Task(UMTStage2Task):
         )
         self.video_frozen = video_frozen
         if video_frozen:
-            self.encoder.requires_grad_(
-                False
-            )  # left out of the optimizer; its weights stay in the checkpoint
+            # left out of the optimizer; its weights stay in the checkpoint
+            self.encoder.requires_grad_(False)
         with own_seed(audio_seed):
             audio_encoder = AudioEncoder(audio)
         self.audio_encoder = audio_encoder if audio_trainable else FrozenModule(audio_encoder)
@@ -119,6 +119,12 @@ class InternVideo2Stage2Task(UMTStage2Task):
             self.encoder.eval()  # no drop-path in a fixed encoder
         return self
 
+    def audio_embedding(self, sound: AudioOutput) -> torch.Tensor:
+        """[B,E]: the audio projection of the pooled audio tokens, zeros for a clip without sound (so its
+        video + audio embedding is its video embedding)."""
+        a = self.audio_proj(sound.pooled)
+        return a * sound.present[:, None].to(a.dtype)
+
     @torch.no_grad()
     def modality_embeddings(self, video: torch.Tensor, batch: dict) -> dict[str, torch.Tensor]:
         """Clip embeddings [B,E] from each modality for evaluation, on every token (no mask): ``video`` (the
@@ -127,8 +133,7 @@ class InternVideo2Stage2Task(UMTStage2Task):
         video + audio pair is trained with). ``video``: the normalised clip [B,C,T,H,W]; ``batch``: its audio.
         """
         v = self.contrastive.video(self.encoder(video).tokens.mean(1))
-        sound = self.audio(batch)
-        a = self.audio_proj(sound.pooled) * sound.present[:, None].to(v.dtype)
+        a = self.audio_embedding(self.audio(batch))
         return {"video": v, "audio": a, "video+audio": v + a}
 
     def forward(self, batch: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -144,14 +149,13 @@ class InternVideo2Stage2Task(UMTStage2Task):
             )
         tokens = out.tokens  # [B,Nv,Dv]
         sound = self.audio(batch)
-        present = sound.present[:, None].to(tokens.dtype)  # [B,1]
         texts = {
             "v": self.tokenizer(captions, device=device),
             "va": self.tokenizer(av_captions, device=device),
         }
         t_out = {k: self.text_encoder(t["ids"], t["mask"]) for k, t in texts.items()}
         v_emb = self.contrastive.video(tokens.mean(1))  # [B,E]
-        embs = {"v": v_emb, "va": v_emb + self.audio_proj(sound.pooled) * present}
+        embs = {"v": v_emb, "va": v_emb + self.audio_embedding(sound)}
         t_emb = {k: self.contrastive.text(o.pooled) for k, o in t_out.items()}
         idx = video_ids(batch, device)
         parts: dict[str, torch.Tensor] = {}

@@ -15,8 +15,15 @@ every clip padding; 8 x 16 macroblocks, 24 tokens per clip).
 Last, tokens per second of the interleaved sequence against one token per patch per frame (a per-frame ViT),
 for the official layout and for the measured clips.
 
+``--parts fixes`` trains the digits-motion VQ-VAE once per ``--fix NAME=KEY=VALUE,...`` (recipe overrides)
+and seed, to find which change takes it off its zero-motion plateau; besides the columns above it prints
+``motion from tokens``: a linear probe of the manifest's ``motion`` class from the test clips' token ids
+(one-hot, position x code), what a language model reading the tokens could know.
+
     python benchmarks/lavit_tokenizer.py --out runs/lavit_tokenizer            # ~3 h on 2 busy CPU cores
     python benchmarks/lavit_tokenizer.py --out runs/lt --parts surv rates --surv-sizes 64 --surv-steps 20
+    python benchmarks/lavit_tokenizer.py --out runs/fix --parts fixes --manifest DIGITS/manifest.csv \
+        --fix default= --fix beta-0.25=beta=0.25 --fix lr-3e-4=train.lr=3e-4 --seeds 0 1
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from common import print_table
 SURV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "surv_fight"
 
 
-def digits_config(manifest: Path, codes: int, steps: int, cache: Path | None = None):
+def digits_config(
+    manifest: Path, codes: int, steps: int, cache: Path | None = None, overrides: tuple[str, ...] = ()
+):
     from vidfm.config import apply_overrides
     from vidfm.recipes.motion_vq import config
 
@@ -43,7 +52,7 @@ def digits_config(manifest: Path, codes: int, steps: int, cache: Path | None = N
         config("tiny"),
         [f"data.manifest={manifest}", f"motion.quantizer.num_codes={codes}", f"train.steps={steps}",
          "train.progress=false", f"train.warmup_steps={steps // 20}",
-         *([f"data.cache_dir={cache}"] if cache else [])],
+         *([f"data.cache_dir={cache}"] if cache else []), *overrides],
     )  # fmt: skip
 
 
@@ -118,6 +127,52 @@ def sweep(name: str, make, sizes: list[int], out: Path, evaluate_only: bool = Fa
     return rows
 
 
+def motion_from_tokens(run_dir: Path, train, test, manifest: Path) -> float:
+    """Linear-probe accuracy of the manifest's ``motion`` class from one-hot token ids (test split)."""
+    from vidfm.data.datasets import read_manifest
+    from vidfm.eval.probes import linear_probe
+    from vidfm.tasks.detokenizer import load_motion_vq
+
+    model = load_motion_vq(str(run_dir))
+    label = {r.path: r.labels["motion"] for r in read_manifest(manifest, label_columns=["motion"])}
+
+    def features(ds) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            ids = torch.cat([model.tokenize(ds.motion[s : s + 256]) for s in range(0, len(ds), 256)])
+        k = model.cfg.quantizer.num_codes
+        x = torch.nn.functional.one_hot(ids, k).flatten(1).float().numpy()  # [N, tokens * codes]
+        return x, np.array([label[ds.paths[int(v)]] for v in ds.video])
+
+    (xa, ya), (xb, yb) = features(train), features(test)
+    return linear_probe(xa, ya, xb, yb).top1
+
+
+def fix_sweep(
+    manifest: Path, fixes: list[str], seeds: list[int], codes: int, steps: int, out: Path, cache: Path
+) -> list[dict]:
+    """One digits-motion run per ``NAME=KEY=VALUE,...`` fix and seed; each measured on the test split."""
+    from vidfm.train.pretrain import pretrain as train
+
+    rows, data = [], None
+    for fix in fixes:
+        name, _, spec = fix.partition("=")
+        overrides = tuple(o for o in spec.split(",") if o)
+        for seed in seeds:
+            cfg = digits_config(manifest, codes, steps, cache, (*overrides, f"train.seed={seed}"))
+            run = out / f"fix_{name}_s{seed}"
+            t0 = time.perf_counter()
+            steps_done = train(cfg, run)["step"]
+            train_s = time.perf_counter() - t0
+            if data is None:
+                data = {s: cfg.build_dataset(split=s) for s in ("train", "test")}
+            row = {"data": "digits", "fix": name, "seed": seed, **evaluate(run, data["test"]),
+                   "motion_acc": motion_from_tokens(run, data["train"], data["test"], manifest),
+                   "train_s": train_s, "steps": steps_done}  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    return rows
+
+
 def token_rates(out: Path) -> list[dict]:
     """Interleaved tokens per second against one token per patch per frame."""
     from vidfm.lavit.clips import ClipConfig
@@ -160,8 +215,16 @@ def main() -> None:
     p.add_argument("--surv-steps", type=int, default=150, help="surv_fight training steps per size")
     p.add_argument("--surv-batch", type=int, default=8)
     p.add_argument(
-        "--parts", nargs="+", default=["digits", "surv", "rates"], choices=["digits", "surv", "rates"]
+        "--parts",
+        nargs="+",
+        default=["digits", "surv", "rates"],
+        choices=["digits", "surv", "rates", "fixes"],
     )
+    p.add_argument(
+        "--fix", action="append", default=[], metavar="NAME=KEY=VALUE,...", help="for --parts fixes"
+    )
+    p.add_argument("--seeds", type=int, nargs="+", default=[0], help="for --parts fixes")
+    p.add_argument("--fix-codes", type=int, default=256, help="codebook size for --parts fixes")
     p.add_argument(
         "--evaluate-only", action="store_true", help="measure the finished runs in OUT, no training"
     )
@@ -181,6 +244,22 @@ def main() -> None:
         cache = args.out / "cache_digits"
         make = lambda k: digits_config(manifest, k, args.steps, cache)  # noqa: E731
         rows += sweep("digits", make, args.sizes, args.out, args.evaluate_only)
+    if "fixes" in args.parts:
+        if args.manifest is None:
+            p.error("--parts fixes needs --manifest")
+        fixes = fix_sweep(args.manifest, args.fix or ["default="], args.seeds, args.fix_codes, args.steps,
+                          args.out, args.out / "cache_digits")  # fmt: skip
+        print()
+        print_table(
+            ["fix", "seed", "codes", "steps", "test MSE", "rel. MSE", "perplexity", "codes used",
+             "motion from tokens", "train s"],
+            [[r["fix"], r["seed"], r["codes"], r["steps"], f"{r['mse']:.4f}", f"{r['rel']:.3f}",
+              f"{r['perplexity']:.1f}", r["used"], f"{r['motion_acc']:.3f}", f"{r['train_s']:.0f}"]
+             for r in fixes],
+        )  # fmt: skip
+        (args.out / "results_fixes.json").write_text(json.dumps(fixes, indent=1))
+        if args.parts == ["fixes"]:
+            return
     if "surv" in args.parts and SURV.is_dir():
         cache = args.out / "cache_surv"
         make = lambda k: surv_config(k, args.surv_steps, cache, args.surv_batch)  # noqa: E731

@@ -137,3 +137,37 @@ def test_caption_and_generate_commands(runs, lm_run, tmp_path, capsys):
     assert err.startswith("vidfm caption: error: ") and "bad.mp4" in err and "\n" not in err
     assert main(["caption", str(runs["video"]), "--checkpoint", str(runs["motion"])]) == 2
     assert "not a lavit_lm run" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn: a handful of clips per class
+def test_generation_benchmark_runs_end_to_end(runs, lm_run, tmp_path, capsys, monkeypatch):
+    """benchmarks/lavit_generate.py: LM -> tokens -> detokenizer -> pixels, judged by classifiers on real clips."""
+    import importlib.util
+    from pathlib import Path
+
+    from vidfm.data.digits import make_digits_motion
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "lavit_generate.py"
+    monkeypatch.syspath_prepend(str(script.parent))  # it imports its sibling benchmarks
+    spec = importlib.util.spec_from_file_location("lavit_generate", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    manifest = make_digits_motion(tmp_path / "digits", n=64, seed=1)  # enough per class for a probe
+    strip = tmp_path / "strip.png"
+    args = ["--lm-run", str(lm_run), "--detokenizer-run", str(runs["detokenizer"]), "--manifest", str(manifest),
+            "--clips", "4", "--steps", "2", "--strip", str(strip)]  # fmt: skip
+    assert bench.main(args) == 0
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("| ")]
+    assert lines[0] == "| clips | digit recognised | motion recognised | both |"
+    rows = {
+        r[0]: [float(x) for x in r[1:]] for r in ([c.strip() for c in x.split("|")[1:-1]] for x in lines[1:])
+    }
+    assert list(rows)[:4] == [
+        "real test clips (the classifiers' ceiling)",
+        "the clips' own tokens, detokenized (no LM)",
+        "LM, from the clip's caption",
+        "LM, scored against a shuffled caption",
+    ]
+    assert all(0.0 <= v <= 1.0 for r in rows.values() for v in r)
+    assert all(r[2] <= min(r[0], r[1]) for r in rows.values())  # "both" never exceeds either
+    assert strip.stat().st_size > 0

@@ -12,8 +12,12 @@ import numpy as np
 
 @dataclass
 class ProbeResult:
+    """top1: test accuracy; detail: how the probe was chosen; predictions: the predicted test classes (where
+    the probe keeps them)."""
+
     top1: float
     detail: str = ""
+    predictions: np.ndarray | None = None
 
 
 def _standardize(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -48,8 +52,8 @@ def linear_probe(
     scores = {c: float((fit(tr_x, tr_y, c).predict(va_x) == va_y).mean()) for c in cs}
     best = max(cs, key=lambda c: (scores[c], -abs(np.log10(c))))  # ties: the milder regularisation change
     full_x, te_x = _standardize(train_x, test_x)
-    acc = float((fit(full_x, train_y, best).predict(te_x) == test_y).mean())
-    return ProbeResult(acc, f"C={best:g} (held-out {scores[best]:.3f})")
+    pred = fit(full_x, train_y, best).predict(te_x)
+    return ProbeResult(float((pred == test_y).mean()), f"C={best:g} (held-out {scores[best]:.3f})", pred)
 
 
 def knn_probe(

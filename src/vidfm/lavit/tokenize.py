@@ -131,6 +131,21 @@ def tokenize_video(path: str | Path, tok: Tokenizers, clips: ClipConfig | None =
 
 
 @torch.no_grad()
+@torch.no_grad()
+def conditions(
+    tok: Tokenizers, visual: torch.Tensor, motion: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """What the detokenizer is conditioned on, from token ids ``visual [B, Nv]`` and ``motion [B, Nm]``: the
+    keyframe rendered from its tokens at the detokenizer's size, uint8 ``[B, S, S, 3]``, and the motion
+    decoded by the VQ-VAE, ``[B, 2, T, h, w]``."""
+    if tok.detokenizer is None or tok.keyframe is None:
+        raise ValueError("detokenizing needs the keyframe tokenizer and the detokenizer")
+    device = next(tok.detokenizer.parameters()).device
+    key = tok.keyframe.render(visual.to(device))  # [B, S', S', 3]
+    key = torch.from_numpy(resize_square(key.cpu().numpy(), tok.detokenizer.cfg.size)).to(device)
+    return key, tok.motion.detokenize(motion.to(device))
+
+
 def detokenize(doc: dict[str, Any], tok: Tokenizers, steps: int | None = None, guidance: float = 1.0,
                seed: int = 0, continue_shots: bool = True, temperature: float = 1.0) -> np.ndarray:  # fmt: skip
     """Frames uint8 ``[N, S, S, 3]`` of the video a token document describes.
@@ -154,11 +169,7 @@ def detokenize(doc: dict[str, Any], tok: Tokenizers, steps: int | None = None, g
     for c in doc["clips"]:
         if not c["visual"]:
             raise ValueError("a clip has no visual tokens: tokenize with a keyframe tokenizer")
-        v = torch.tensor([c["visual"]], device=device)
-        m = torch.tensor([c["motion"]], device=device)
-        key = tok.keyframe.render(v)  # [1, S', S', 3]
-        key = torch.from_numpy(resize_square(key.cpu().numpy(), det.cfg.size)).to(device)
-        motion = tok.motion.detokenize(m)  # [1, 2, T, h, w]
+        key, motion = conditions(tok, torch.tensor([c["visual"]]), torch.tensor([c["motion"]]))
         noise = None
         if continue_shots and last is not None and c["shot"] == last_shot:
             noise = det.invert(last, key, motion, steps)

@@ -241,6 +241,7 @@ def main() -> None:
     from vidfm.utils import setup_logging
 
     setup_logging()
+    args.out.mkdir(parents=True, exist_ok=True)  # also when every run is given and nothing is trained
     manifest = args.manifest or args.out / "digits-motion" / "manifest.csv"
     if not manifest.is_file():
         manifest = make_digits_motion(manifest.parent, n=args.n, seed=0)

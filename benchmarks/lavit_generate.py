@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def save_strip(vl, decode, path: Path, g: torch.Generator, temperature: float) -> None:  # noqa: ANN001
-    """Two clips generated for each of six prompts, every other frame, the prompt beside each row."""
+    """Two clips generated for each of six prompts, every other frame, the prompt above each row."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -153,13 +153,11 @@ def save_strip(vl, decode, path: Path, g: torch.Generator, temperature: float) -
 
     gv, gm = vl.generate(list(PROMPTS), 2, temperature, 0, generator=g)
     clips = decode(gv, gm).numpy()[:, ::2]  # [12, 8, S, S, 3]
-    fig, axes = plt.subplots(len(clips), 1, figsize=(8, 1.1 * len(clips)))
+    fig, axes = plt.subplots(len(clips), 1, figsize=(6, 0.95 * len(clips)))
     for i, (ax, clip) in enumerate(zip(axes, clips, strict=True)):
         ax.imshow(np.concatenate(list(clip), axis=1))
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(PROMPTS[i // 2].replace("a handwritten ", ""), rotation=0, ha="right", va="center",
-                      fontsize=8)  # fmt: skip
+        ax.axis("off")
+        ax.set_title(f"{PROMPTS[i // 2]!r}, sample {i % 2 + 1}", loc="left", fontsize=8, pad=2)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)

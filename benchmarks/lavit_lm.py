@@ -116,6 +116,7 @@ def main() -> None:
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, default=0)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--set", nargs="*", default=[], help="more overrides of the LM run, e.g. loss_on=second")
     p.add_argument("--strip", type=Path, default=Path("docs/img/lavit_lm_keyframes.png"))
     a = p.parse_args()
     torch.set_num_threads(1)
@@ -124,6 +125,7 @@ def main() -> None:
             f"train.steps={a.steps}", f"train.warmup_steps={max(1, a.steps // 20)}", "train.progress=false"]  # fmt: skip
     if a.cache:
         sets.append(f"data.cache_dir={a.cache}")
+    sets += a.set
     run = Path(a.lm_run) if a.lm_run else out / "lm"
     if not a.lm_run:
         t0 = time.time()

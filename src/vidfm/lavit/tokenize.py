@@ -131,7 +131,6 @@ def tokenize_video(path: str | Path, tok: Tokenizers, clips: ClipConfig | None =
 
 
 @torch.no_grad()
-@torch.no_grad()
 def conditions(
     tok: Tokenizers, visual: torch.Tensor, motion: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +145,7 @@ def conditions(
     return key, tok.motion.detokenize(motion.to(device))
 
 
+@torch.no_grad()
 def detokenize(doc: dict[str, Any], tok: Tokenizers, steps: int | None = None, guidance: float = 1.0,
                seed: int = 0, continue_shots: bool = True, temperature: float = 1.0) -> np.ndarray:  # fmt: skip
     """Frames uint8 ``[N, S, S, 3]`` of the video a token document describes.

@@ -164,3 +164,14 @@ def digits_manifest(out: Path, given: str | None, clips: int, seed: int) -> Path
     if not manifest.exists():
         make_digits_motion(manifest.parent, n=clips, seed=seed, workers=1)
     return manifest
+
+
+def clip_labels(clips: Any, manifest: str | Path, column: str) -> Any:
+    """Class ids of ``column`` for each clip of a Video-LaVIT ``ClipDataset`` (its video's manifest row), as
+    the manifest reader numbers them: a numpy array ``[len(clips)]``."""
+    import numpy as np
+
+    from vidfm.data.datasets import read_manifest
+
+    label = {r.path: r.labels[column] for r in read_manifest(manifest, label_columns=[column])}
+    return np.array([label[clips.paths[int(v)]] for v in clips.video])

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from common import clip_labels
 
 
 @torch.no_grad()
@@ -62,7 +63,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--manifest", default=None, help="default: the first run's data.manifest")
     args = ap.parse_args(argv)
 
-    from vidfm.data.datasets import read_manifest
     from vidfm.eval.probes import linear_probe
     from vidfm.lavit.keyframe import KeyframeTokenizer, KeyframeTokenizerConfig
     from vidfm.recipes import load_run_config
@@ -73,11 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.manifest:
         first.data.manifest = args.manifest
     data = {s: first.build_dataset(split=s) for s in ("train", "test")}
-    # class ids as the manifest reader gives them, keyed by the same path strings the clip datasets hold
-    label = {
-        r.path: r.labels[args.label] for r in read_manifest(first.data.manifest, label_columns=[args.label])
-    }
-    y = {s: np.array([label[d.paths[int(v)]] for v in d.video]) for s, d in data.items()}
+    y = {s: clip_labels(d, first.data.manifest, args.label) for s, d in data.items()}
 
     def probe(train_x: np.ndarray, test_x: np.ndarray) -> float:
         return linear_probe(train_x, y["train"], test_x, y["test"]).top1

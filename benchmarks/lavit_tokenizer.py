@@ -37,7 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import print_table
+from common import clip_labels, print_table
 
 SURV = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "surv_fight"
 
@@ -129,19 +129,17 @@ def sweep(name: str, make, sizes: list[int], out: Path, evaluate_only: bool = Fa
 
 def motion_from_tokens(run_dir: Path, train, test, manifest: Path) -> float:
     """Linear-probe accuracy of the manifest's ``motion`` class from one-hot token ids (test split)."""
-    from vidfm.data.datasets import read_manifest
     from vidfm.eval.probes import linear_probe
     from vidfm.tasks.detokenizer import load_motion_vq
 
     model = load_motion_vq(str(run_dir))
-    label = {r.path: r.labels["motion"] for r in read_manifest(manifest, label_columns=["motion"])}
 
     def features(ds) -> tuple[np.ndarray, np.ndarray]:
         with torch.no_grad():
             ids = torch.cat([model.tokenize(ds.motion[s : s + 256]) for s in range(0, len(ds), 256)])
         k = model.cfg.quantizer.num_codes
         x = torch.nn.functional.one_hot(ids, k).flatten(1).float().numpy()  # [N, tokens * codes]
-        return x, np.array([label[ds.paths[int(v)]] for v in ds.video])
+        return x, clip_labels(ds, manifest, "motion")
 
     (xa, ya), (xb, yb) = features(train), features(test)
     return linear_probe(xa, ya, xb, yb).top1

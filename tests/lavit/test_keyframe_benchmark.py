@@ -11,8 +11,9 @@ SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lavit_keyframe.py
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # sklearn: a handful of clips per class
-def test_keyframe_table(runs, capsys):
+def test_keyframe_table(runs, capsys, monkeypatch):
     pytest.importorskip("sklearn")
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))  # it imports benchmarks/common.py
     spec = importlib.util.spec_from_file_location("lavit_keyframe", SCRIPT)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

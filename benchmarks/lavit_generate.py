@@ -112,25 +112,35 @@ def main(argv: list[str] | None = None) -> int:
         train_x = (digit_features(frames, net), motion_features(frames, Path(tmp)))
         print(f"classifier features of {n_train} real train clips: {time.time() - t0:.0f} s", flush=True)
 
-        def judge(clips: torch.Tensor, d: np.ndarray, mo: np.ndarray) -> tuple[float, float, float]:
-            pd = linear_probe(train_x[0], train_digit, digit_features(clips, net), d).predictions == d
-            pm = (
-                linear_probe(train_x[1], train_motion, motion_features(clips, Path(tmp)), mo).predictions
-                == mo
-            )
-            return pd.mean(), pm.mean(), (pd & pm).mean()
-
         own = decode(tok.keyframe.tokenize(test.keyframe[:n]), tok.motion.tokenize(test.motion[:n]))
         t0 = time.time()
         gv, gm = vl.generate(caps, 1, a.temperature, 0, generator=g)
         generated = decode(gv, gm)
         secs = (time.time() - t0) / n
+        clips = {"truth": test.frames[:n], "own": own, "generated": generated}
+        # One probe per label, fitted once and asked about every clip set together: its predictions do not
+        # depend on what else it is asked about (features standardised with train statistics alone).
+        test_x = (
+            np.concatenate([digit_features(c, net) for c in clips.values()]),
+            np.concatenate([motion_features(c, Path(tmp)) for c in clips.values()]),
+        )
+        probes = ((train_x[0], train_digit, digits), (train_x[1], train_motion, motions))
+        predicted = [
+            np.split(linear_probe(x, y, tx, np.tile(ty, len(clips))).predictions, len(clips))
+            for (x, y, ty), tx in zip(probes, test_x, strict=True)
+        ]
+        pred = {name: (predicted[0][i], predicted[1][i]) for i, name in enumerate(clips)}
+
+        def judge(name: str, d: np.ndarray, mo: np.ndarray) -> tuple[float, float, float]:
+            pd, pm = pred[name][0] == d, pred[name][1] == mo
+            return pd.mean(), pm.mean(), (pd & pm).mean()
+
         perm = torch.randperm(n, generator=g).numpy()
         rows = [
-            ("real test clips (the classifiers' ceiling)", judge(test.frames[:n], digits, motions)),
-            ("the clips' own tokens, detokenized (no LM)", judge(own, digits, motions)),
-            ("LM, from the clip's caption", judge(generated, digits, motions)),
-            ("LM, scored against a shuffled caption", judge(generated, digits[perm], motions[perm])),
+            ("real test clips (the classifiers' ceiling)", judge("truth", digits, motions)),
+            ("the clips' own tokens, detokenized (no LM)", judge("own", digits, motions)),
+            ("LM, from the clip's caption", judge("generated", digits, motions)),
+            ("LM, scored against a shuffled caption", judge("generated", digits[perm], motions[perm])),
         ]
     print(f"\nText to video, {n} test captions (token temperature {a.temperature}, frame temperature "
           f"{a.frame_temperature}, {a.steps} Heun steps; {secs:.2f} s per clip)\n")  # fmt: skip
